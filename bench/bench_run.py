@@ -1,4 +1,5 @@
-"""Benchmark `mlkit run` against papermill on the same trivial notebook, and `import mlkit` against papermill.
+"""Benchmark `mlkit run` against papermill on the same trivial notebook, `import mlkit` against papermill, and a
+run-cache hit against papermill executing the notebook.
 
 Prints medians and ratios (mlkit / papermill) measured in one run, rounds interleaved so that machine noise hits
 both sides alike. The last line gives papermill the import fix that mlkit's command applies (see nbs/09_cli.ipynb),
@@ -54,15 +55,21 @@ def main(rounds: int = 7) -> None:
         python = sys.executable
         print(f"rounds: {rounds} (medians)")
         compare("run trivial notebook (CLI to CLI)",
-                [str(BIN / "mlkit"), "run", str(notebook), "-p", "x", "2", "--archive", str(tmp / "runs")],
+                [str(BIN / "mlkit"), "run", str(notebook), "-p", "x", "2", "--archive", str(tmp / "runs"),
+                 "--force"],
                 [str(BIN / "papermill"), str(notebook), str(tmp / "out.ipynb"), "-p", "x", "2"], rounds)
         compare("import", [python, "-c", "import mlkit"], [python, "-c", "import papermill"], rounds)
+        # The run above is now archived: the same command is a cache hit (no kernel), papermill executes again.
+        compare("cache hit vs papermill executing",
+                [str(BIN / "mlkit"), "run", str(notebook), "-p", "x", "2", "--archive", str(tmp / "runs")],
+                [str(BIN / "papermill"), str(notebook), str(tmp / "out.ipynb"), "-p", "x", "2"], rounds)
         # papermill given the same import fix mlkit's CLI applies (rfc3987_syntax blocked): the like-for-like figure.
         blocked_papermill = [python, "-c", ("import sys; sys.modules['rfc3987_syntax'] = None; "
                              "sys.argv[0] = 'papermill'; from papermill.cli import papermill; papermill()"),
                              str(notebook), str(tmp / "out2.ipynb"), "-p", "x", "2"]
         compare("run, papermill with the same fix",
-                [str(BIN / "mlkit"), "run", str(notebook), "-p", "x", "2", "--archive", str(tmp / "runs")],
+                [str(BIN / "mlkit"), "run", str(notebook), "-p", "x", "2", "--archive", str(tmp / "runs"),
+                 "--force"],
                 blocked_papermill, rounds)
 
 

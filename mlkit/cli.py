@@ -6,7 +6,8 @@ Docs: https://mlkit-dev.github.io/mlkit/cli.html.md"""
 
 # %% auto #0
 __all__ = ['say', 'print_json', 'metrics_text', 'failure_line', 'run_summary_line', 'command_run', 'command_runs_list',
-           'command_runs_show', 'command_runs_reindex', 'build_parser', 'main']
+           'command_runs_show', 'command_runs_diff', 'command_runs_compare', 'command_reproduce',
+           'command_runs_reindex', 'build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #96b97b83
 import argparse
@@ -58,9 +59,9 @@ def command_run(args) -> int:
     result = run(args.job, archive=args.archive, param_files=args.param_file or (), yaml_text=args.yaml,
                  cli_params=[tuple(pair) for pair in args.parameters or ()], timeout=args.timeout,
                  kernel=args.kernel, cwd=args.cwd, use_default_params=not args.no_default_params,
-                 announce=None if args.json else say)
+                 force=args.force, announce=None if args.json else say)
     if args.json:
-        print_json({**result.manifest, "path": str(result.path)})
+        print_json({**result.manifest, "cached": result.cached, "path": str(result.path)})
     else:
         print(run_summary_line(result))
         print(f"archived: {result.path}")
@@ -119,6 +120,49 @@ def command_runs_show(args) -> int:
     return 0
 
 
+def command_runs_diff(args) -> int:
+    "mlkit runs diff A B: what differs between two runs."
+    from mlkit.archive import open_archive
+    from mlkit.compare import diff_runs, format_diff
+    store = open_archive(args.archive)
+    diff = diff_runs(store.get_run(args.a), store.get_run(args.b))
+    if args.json:
+        print_json(diff)
+    else:
+        print(format_diff(diff))
+    return 0
+
+
+def command_runs_compare(args) -> int:
+    "mlkit runs compare: one table over many runs."
+    from mlkit.archive import open_archive
+    from mlkit.compare import compare_rows, compare_table, sort_runs
+    runs = open_archive(args.archive).list_runs(job=args.job, status=args.status, limit=args.limit)
+    if args.metric and not any(args.metric in run.metrics for run in runs):
+        known = sorted({name for run in runs for name in run.metrics})
+        say(f"warning: no run has metric {args.metric!r} (metrics: {', '.join(known) or 'none'})")
+    if args.json:
+        headers, rows = compare_rows(runs, args.metric, args.ascending)
+        print_json([dict(zip(headers, row, strict=True)) for row in rows])
+    else:
+        print(compare_table(sort_runs(runs), args.metric, args.ascending))
+    return 0
+
+
+def command_reproduce(args) -> int:
+    "mlkit reproduce RUN: re-execute a run and compare."
+    from mlkit.reproduce import reproduce
+    result = reproduce(args.run, current=args.current, rtol=args.rtol, atol=args.atol, archive=args.archive,
+                       timeout=args.timeout, announce=None if args.json else say)
+    if args.json:
+        print_json(result.as_dict())
+    else:
+        print(result.table())
+        verdict = "reproduced" if result.matched else "NOT reproduced"
+        print(f"\n{verdict}: run {result.original.id} -> new run {result.reproduced.id}")
+    return 0 if result.matched else 1
+
+
 def command_runs_reindex(args) -> int:
     "mlkit runs reindex: rebuild the index from the manifests."
     from mlkit.archive import open_archive
@@ -148,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kernel", metavar="NAME", help="kernelspec to use (default: Python of this environment)")
     run.add_argument("--cwd", metavar="DIR", help="working directory of the kernel (default: the notebook's)")
     run.add_argument("--no-default-params", action="store_true", help="do not apply params/<job>.yaml")
+    run.add_argument("--force", action="store_true", help="execute even when the run cache has this run")
     run.add_argument("--json", action="store_true", help="print the run's manifest as JSON")
     _add_archive(run)
     run.set_defaults(handler=command_run)
@@ -169,6 +214,31 @@ def build_parser() -> argparse.ArgumentParser:
     reindex = runs_commands.add_parser("reindex", help="rebuild the index from the manifests")
     _add_archive(reindex)
     reindex.set_defaults(handler=command_runs_reindex)
+    diff = runs_commands.add_parser("diff", help="what differs between two runs")
+    diff.add_argument("a", help="run id or unique prefix")
+    diff.add_argument("b", help="run id or unique prefix")
+    diff.add_argument("--json", action="store_true", help="print JSON")
+    _add_archive(diff)
+    diff.set_defaults(handler=command_runs_diff)
+    compare = runs_commands.add_parser("compare", help="one table over many runs (varying params, metrics)")
+    compare.add_argument("--job", help="only this job")
+    compare.add_argument("--metric", help="sort by this metric (best first)")
+    compare.add_argument("--ascending", action="store_true", help="lower is better for --metric")
+    compare.add_argument("--status", choices=["succeeded", "failed", "interrupted"], help="only this status")
+    compare.add_argument("--limit", type=int, metavar="N", help="only the N most recent runs")
+    compare.add_argument("--json", action="store_true", help="print JSON")
+    _add_archive(compare)
+    compare.set_defaults(handler=command_runs_compare)
+
+    again = commands.add_parser("reproduce", help="re-execute an archived run and compare")
+    again.add_argument("run", help="run id or unique prefix")
+    again.add_argument("--current", action="store_true", help="use the working copy of the job notebook")
+    again.add_argument("--rtol", type=float, default=0.0, help="relative tolerance for metrics (default exact)")
+    again.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for metrics (default exact)")
+    again.add_argument("--timeout", type=float, metavar="SECONDS", help="time limit for the re-execution")
+    again.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    _add_archive(again)
+    again.set_defaults(handler=command_reproduce)
     return parser
 
 # %% ../nbs/09_cli.ipynb #ceaf4568

@@ -15,7 +15,6 @@ import platform
 import subprocess
 import sys
 from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 
 # %% ../nbs/03_fingerprint.ipynb #e5106d17
@@ -74,6 +73,7 @@ def git_state(folder) -> dict:
 @lru_cache(maxsize=1)
 def installed_packages() -> dict:
     "Installed distributions of this interpreter: name -> version, sorted by name."
+    from importlib import metadata
     packages = {}
     for distribution in metadata.distributions():
         name = distribution.metadata["Name"]

@@ -6,7 +6,7 @@ Docs: https://mlkit-dev.github.io/mlkit/runner.html.md"""
 
 # %% auto #0
 __all__ = ['PreparedJob', 'read_notebook_bytes', 'job_settings', 'prepare', 'JobInterrupted', 'interruptible', 'Attempt',
-           'execute_once', 'build_manifest', 'execute', 'run']
+           'execute_once', 'build_manifest', 'job_cache_base', 'execute', 'run']
 
 # %% ../nbs/07_runner.ipynb #b004e3d6
 import json
@@ -22,9 +22,11 @@ from pathlib import Path
 import yaml
 
 from .archive import Archive, Run, check_job_name, iso, new_run_id, utc_now
+from .cache import cache_base, cache_enabled, cache_key, find_cached
 from .config import Project, default_params_file, find_project, resolve_job
 from .errors import UsageError
 from .fingerprint import environment, file_record, git_state, library_sha256, sha256_bytes
+from .normalize import output_sha256
 from .params import (NotebookParameters, ParamSource, declared_parameters, effective_parameters,
                           load_params_file, load_yaml_mapping, resolve_parameters)
 from .record import RUN_DIR_ENV, read_json, recorded_inputs
@@ -69,11 +71,11 @@ def job_settings(notebook: dict) -> dict:
 
 
 def prepare(job, params=None, *, param_files=(), yaml_text=None, cli_params=(), kernel=None, cwd=None,
-            use_default_params=True, project=None, notebook_path=None) -> PreparedJob:
+            use_default_params=True, project=None, notebook_path=None, job_name=None) -> PreparedJob:
     "Resolve `job` and its parameters without starting anything; every problem is a `UsageError`."
     project = project or find_project()
     notebook_path = Path(notebook_path) if notebook_path else resolve_job(job, project)
-    job_name = check_job_name(notebook_path.stem)
+    job_name = check_job_name(job_name or notebook_path.stem)
     data, notebook = read_notebook_bytes(notebook_path)
     spec = declared_parameters(notebook, notebook_path.name)
     sources, used_files = [], []
@@ -262,6 +264,10 @@ def build_manifest(job: PreparedJob, run_id: str, staging: Path, attempt: Attemp
                    retries: int, facts: dict, extra: dict | None = None) -> dict:
     "The manifest of a finished run (see the archive notebook for the schema)."
     import mlkit
+    inputs = recorded_inputs(staging)
+    executed = staging / "notebook.ipynb"
+    produced = output_sha256(json.loads(executed.read_text(encoding="utf-8"))) if executed.exists() else None
+    base = job_cache_base(job)
     manifest = {
         "schema_version": 1, "id": run_id, "job": job.job, "status": attempt.status,
         "started_at": iso(started), "finished_at": iso(finished),
@@ -272,12 +278,18 @@ def build_manifest(job: PreparedJob, run_id: str, staging: Path, attempt: Attemp
         "code": {"mlkit_version": mlkit.__version__, "library_sha256": library_sha256(), **facts["git"]},
         "environment": facts["environment"], "kernel": attempt.kernel,
         "cwd": str(job.cwd), "project": str(job.project.root),
-        "inputs": recorded_inputs(staging), "artifacts": _artifact_records(staging),
+        "inputs": inputs, "artifacts": _artifact_records(staging),
         "metrics": read_json(staging / "metrics.json", {}), "error": attempt.error, "retries": retries,
-        "cached": False,
+        "cache_base": base, "cache_key": cache_key(base, inputs), "output_sha256": produced,
+        "reproduces": None, "upstream": [],
     }
     manifest.update(extra or {})
     return manifest
+
+
+def job_cache_base(job: PreparedJob) -> str:
+    "The cache base of a prepared job (see the cache notebook)."
+    return cache_base(job.notebook, _plain(job.params), job.kernel_name, job.cwd)
 
 
 def _gather_facts(project_root: Path, facts: dict):
@@ -328,9 +340,19 @@ def execute(job: PreparedJob, archive: Archive, timeout: float | None = None, ex
 
 # %% ../nbs/07_runner.ipynb #d1e8d4cb
 def run(job, params: dict | None = None, *, archive=None, param_files=(), yaml_text=None, cli_params=(),
-        timeout=None, kernel=None, cwd=None, use_default_params=True, announce=None) -> Run:
-    "Run job `job` (a name in the jobs folder or a notebook path) and return the archived `Run`."
+        timeout=None, kernel=None, cwd=None, use_default_params=True, force=False, upstream=(),
+        announce=None) -> Run:
+    """Run job `job` (a name in the jobs folder or a notebook path) and return the archived `Run`.
+
+    Unless `force`, a succeeded run with the same cache key is returned instead (`run.cached` is True)."""
     prepared = prepare(job, params, param_files=param_files, yaml_text=yaml_text, cli_params=cli_params,
                        kernel=kernel, cwd=cwd, use_default_params=use_default_params)
     store = Archive(prepared.project.archive_dir(archive))
-    return execute(prepared, store, timeout=timeout, announce=announce)
+    if not force and cache_enabled(prepared.project.settings, prepared.settings):
+        hit = find_cached(store, prepared.job, job_cache_base(prepared))
+        if hit is not None:
+            if announce:
+                announce(f"cache hit: {prepared.job} already ran with these inputs as run {hit.id}")
+            return hit
+    extra = {"upstream": list(upstream)} if upstream else None
+    return execute(prepared, store, timeout=timeout, extra=extra, announce=announce)
