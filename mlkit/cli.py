@@ -7,14 +7,16 @@ Docs: https://mlkit-dev.github.io/mlkit/cli.html.md"""
 # %% auto #0
 __all__ = ['say', 'print_json', 'metrics_text', 'failure_line', 'run_summary_line', 'command_run', 'command_runs_list',
            'command_runs_show', 'command_runs_diff', 'command_runs_compare', 'command_reproduce',
+           'command_data_generate', 'command_contract_infer', 'command_contract_check', 'command_recommend',
            'command_runs_reindex', 'build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #96b97b83
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from .errors import MlkitError
+from .errors import MlkitError, UsageError
 from .textable import format_table
 
 # %% ../nbs/09_cli.ipynb #1119a53d
@@ -163,6 +165,80 @@ def command_reproduce(args) -> int:
     return 0 if result.matched else 1
 
 
+def command_data_generate(args) -> int:
+    "mlkit data generate: write the synthetic EdTech dataset."
+    from mlkit.data import write_dataset
+    faults = [f.strip() for f in (args.faults or "").split(",") if f.strip()]
+    written = write_dataset(args.out, n_students=args.students, seed=args.seed, drift=args.drift, bias=args.bias,
+                            faults=faults, fmt=args.format)
+    print(f"wrote {written['rows']} attempts to {written['attempts']} and the catalog to {written['modules']}")
+    print("note: the attempts are a raw export with direct identifiers; ingestion pseudonymizes them")
+    return 0
+
+
+def _read_for_contract(path, raw: bool):
+    "The table at `path`, ingested (pseudonymized) first when `raw`."
+    from mlkit.data import ingest, read_table
+    frame = read_table(path)
+    return ingest(frame) if raw else frame
+
+
+def command_contract_infer(args) -> int:
+    "mlkit contract infer DATA --out FILE: a contract for people to review."
+    from mlkit.contract import infer_contract, write_contract
+    frame = _read_for_contract(args.data, args.ingest)
+    contract = infer_contract(frame, name=args.name or Path(args.data).stem, key=args.key)
+    write_contract(contract, args.out)
+    print(f"wrote contract {args.out} ({len(contract['columns'])} columns, key {contract['key']}): review it, then commit it")
+    return 0
+
+
+def command_contract_check(args) -> int:
+    "mlkit contract check DATA --contract FILE: every failure at once; exit 1 if any."
+    from mlkit.contract import check_contract, load_contract
+    contract = load_contract(args.contract)
+    report = check_contract(_read_for_contract(args.data, args.ingest), contract)
+    if args.json:
+        print_json(report.as_dict())
+    else:
+        print(report.text())
+    return 0 if report.passed else 1
+
+
+def command_recommend(args) -> int:
+    "mlkit recommend --run RUN --student ID: the student's best next modules."
+    import pandas as pd
+    from mlkit.archive import open_archive
+    from mlkit.data import pseudonymize
+    from mlkit.models import load_run_model
+    from mlkit.recommend import next_modules, student_profile
+    run = open_archive(args.archive).get_run(args.run)
+    model = load_run_model(run)
+    try:
+        data = pd.read_parquet(run.artifact("data.parquet"))
+        catalog = pd.read_csv(run.artifact("modules.csv"))
+    except FileNotFoundError as error:
+        raise UsageError(f"run {run.id} is not a train run with data and catalog artifacts ({error})") from None
+    key = args.student if args.student in set(data.student_key) else pseudonymize(args.student)
+    history = data[data.student_key == key]
+    if history.empty:
+        raise UsageError(f"student {args.student!r} has no attempts in run {run.id}'s data "
+                         "(give the raw student id, with the same MLKIT_PSEUDONYM_KEY, or the student_key)")
+    profile = student_profile(history)
+    ranking = next_modules(model, profile, catalog, k=args.k)
+    if args.json:
+        print_json({"run": run.id, "student_key": key, "passed_modules": profile["passed_modules"],
+                    "recommendations": ranking.to_dict(orient="records")})
+        return 0
+    print(f"student {key}: passed {', '.join(profile['passed_modules']) or 'no modules yet'}")
+    if ranking.empty:
+        print("no eligible next module (all passed, or prerequisites missing)")
+    else:
+        rows = ranking.values.tolist()
+        print(format_table(rows, ["module", "title", "difficulty", "format", "p_success"]))
+    return 0
+
+
 def command_runs_reindex(args) -> int:
     "mlkit runs reindex: rebuild the index from the manifests."
     from mlkit.archive import open_archive
@@ -229,6 +305,43 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", action="store_true", help="print JSON")
     _add_archive(compare)
     compare.set_defaults(handler=command_runs_compare)
+
+    data = commands.add_parser("data", help="the example's synthetic data")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    generate = data_commands.add_parser("generate", help="write synthetic student attempts and the module catalog")
+    generate.add_argument("--out", required=True, metavar="PATH", help="output folder")
+    generate.add_argument("--students", type=int, default=1000, metavar="N", help="number of students")
+    generate.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data)")
+    generate.add_argument("--drift", type=float, default=0.0, help="a later semester: covariate and concept shift")
+    generate.add_argument("--bias", type=float, default=0.0, help="share of first-generation passes recorded as fails")
+    generate.add_argument("--faults", metavar="LIST", help="comma-separated: nulls,out_of_range,unseen_categories,"
+                          "duplicate_keys,wrong_dtypes,pii")
+    generate.add_argument("--format", choices=["csv", "parquet"], default="csv", help="attempts file format")
+    generate.set_defaults(handler=command_data_generate)
+
+    contract = commands.add_parser("contract", help="data contracts: infer once, check always")
+    contract_commands = contract.add_subparsers(dest="contract_command", required=True, metavar="COMMAND")
+    infer = contract_commands.add_parser("infer", help="write a contract from reference data, for review")
+    infer.add_argument("data", help="reference data (CSV or Parquet)")
+    infer.add_argument("--out", required=True, metavar="FILE.yaml", help="contract file to write")
+    infer.add_argument("--name", help="contract name (default: the data file's name)")
+    infer.add_argument("--key", action="append", help="key column (repeatable; default: a unique *_id column)")
+    infer.add_argument("--ingest", action="store_true", help="pseudonymize raw student data first")
+    infer.set_defaults(handler=command_contract_infer)
+    check = contract_commands.add_parser("check", help="check data against a contract (exit 1 on any failure)")
+    check.add_argument("data", help="data to check (CSV or Parquet)")
+    check.add_argument("--contract", required=True, metavar="FILE.yaml", help="the contract")
+    check.add_argument("--ingest", action="store_true", help="pseudonymize raw student data first")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(handler=command_contract_check)
+
+    recommend = commands.add_parser("recommend", help="a student's best next modules, from a train run's model")
+    recommend.add_argument("--run", required=True, help="train run id or unique prefix")
+    recommend.add_argument("--student", required=True, help="raw student id (or its pseudonymous student_key)")
+    recommend.add_argument("--k", type=int, default=3, help="how many modules (default 3)")
+    recommend.add_argument("--json", action="store_true", help="print JSON")
+    _add_archive(recommend)
+    recommend.set_defaults(handler=command_recommend)
 
     again = commands.add_parser("reproduce", help="re-execute an archived run and compare")
     again.add_argument("run", help="run id or unique prefix")

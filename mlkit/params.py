@@ -65,7 +65,11 @@ def type_from_annotation(node: ast.expr) -> ParamType:
         return _union(members, label)
     name = _name_of(node)
     if isinstance(node, (ast.Name, ast.Attribute)):
-        if name in _SIMPLE:
+        if name == "dict":
+            return ParamType("dict", (ANY, ANY), name)
+        if name == "tuple":
+            return ParamType("tuple", (ANY, ...), name)
+        if name in _SIMPLE - {"list"}:
             return ParamType(name, label=name)
         if name in _LIST_NAMES:
             return ParamType("list", (ANY,), label)

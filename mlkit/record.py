@@ -6,7 +6,8 @@ Docs: https://mlkit-dev.github.io/mlkit/record.html.md"""
 
 # %% auto #0
 __all__ = ['RUN_DIR_ENV', 'RECORDS_FILE', 'run_dir', 'under_runner', 'check_name', 'log_metric', 'log_value', 'log_table',
-           'log_figure', 'log_artifact', 'log_input', 'read_records', 'read_json', 'recorded_inputs']
+           'log_figure', 'log_artifact', 'log_input', 'log_upstream', 'read_records', 'read_json', 'recorded_upstream',
+           'recorded_inputs']
 
 # %% ../nbs/04_record.ipynb #e172cc86
 import json
@@ -165,7 +166,15 @@ def log_input(path):
     _append({"kind": "input", **record}, run_dir())
     return path
 
-# %% ../nbs/04_record.ipynb #ec495723
+# %% ../nbs/04_record.ipynb #f389a152
+def log_upstream(run_id: str) -> str:
+    "Declare that this run consumed run `run_id` (a model, a dataset): recorded in the manifest's `upstream`."
+    if not isinstance(run_id, str) or not run_id.strip():
+        raise ValueError(f"upstream run id must be non-empty text, got {run_id!r}")
+    _append({"kind": "upstream", "run_id": run_id.strip()}, run_dir())
+    return run_id
+
+# %% ../nbs/04_record.ipynb #682a5636
 def read_records(folder) -> list:
     "The records logged into run folder `folder`, in order."
     log = Path(folder) / RECORDS_FILE
@@ -178,6 +187,15 @@ def read_json(path, default=None):
     "The JSON stored at `path`, or `default` when the file is missing."
     path = Path(path)
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else default
+
+
+def recorded_upstream(folder) -> list:
+    "Run ids declared with `log_upstream` in run folder `folder`, in order, once each."
+    seen = []
+    for record in read_records(folder):
+        if record["kind"] == "upstream" and record["run_id"] not in seen:
+            seen.append(record["run_id"])
+    return seen
 
 
 def recorded_inputs(folder) -> list:

@@ -23,13 +23,13 @@ import yaml
 
 from .archive import Archive, Run, check_job_name, iso, new_run_id, utc_now
 from .cache import cache_base, cache_enabled, cache_key, find_cached
-from .config import Project, default_params_file, find_project, resolve_job
+from .config import ARCHIVE_ENV, Project, default_params_file, find_project, resolve_job
 from .errors import UsageError
 from .fingerprint import environment, file_record, git_state, library_sha256, sha256_bytes
 from .normalize import output_sha256
 from .params import (NotebookParameters, ParamSource, declared_parameters, effective_parameters,
                           load_params_file, load_yaml_mapping, resolve_parameters)
-from .record import RUN_DIR_ENV, read_json, recorded_inputs
+from .record import RUN_DIR_ENV, read_json, recorded_inputs, recorded_upstream
 
 # %% ../nbs/07_runner.ipynb #0004722d
 @dataclass
@@ -188,13 +188,16 @@ def _finish_notebook(nb, output: Path) -> dict | None:
     return None
 
 # %% ../nbs/07_runner.ipynb #a9b62eb1
-def execute_once(job: PreparedJob, staging: Path, run_id: str, deadline: float | None, state: dict) -> Attempt:
+def execute_once(job: PreparedJob, staging: Path, run_id: str, deadline: float | None, state: dict,
+                 archive_root: Path) -> Attempt:
     "Execute the job's notebook once in a fresh kernel, writing the executed notebook into `staging`."
     from mlkit import kernels
 
     manager = kernels.kernel_manager(job.kernel_name)
     attempt = Attempt(status="failed", kernel=kernels.kernel_description(manager))
-    env = {**os.environ, RUN_DIR_ENV: str(staging), "MLKIT_RUN_ID": run_id, "MLKIT_JOB": job.job}
+    # The job sees the run folder it records into and the archive its run goes to (for mlkit.get_run, mlkit.run).
+    env = {**os.environ, RUN_DIR_ENV: str(staging), "MLKIT_RUN_ID": run_id, "MLKIT_JOB": job.job,
+           ARCHIVE_ENV: str(archive_root)}
     kernel_log = open(staging / "kernel.log", "wb")
     try:
         kernels.start_kernel(manager, job.cwd, env, kernel_log)
@@ -281,9 +284,12 @@ def build_manifest(job: PreparedJob, run_id: str, staging: Path, attempt: Attemp
         "inputs": inputs, "artifacts": _artifact_records(staging),
         "metrics": read_json(staging / "metrics.json", {}), "error": attempt.error, "retries": retries,
         "cache_base": base, "cache_key": cache_key(base, inputs), "output_sha256": produced,
-        "reproduces": None, "upstream": [],
+        "reproduces": None, "upstream": recorded_upstream(staging),
     }
-    manifest.update(extra or {})
+    extra = dict(extra or {})
+    declared = extra.pop("upstream", [])
+    manifest["upstream"] = list(dict.fromkeys([*declared, *manifest["upstream"]]))
+    manifest.update(extra)
     return manifest
 
 
@@ -319,7 +325,7 @@ def execute(job: PreparedJob, archive: Archive, timeout: float | None = None, ex
             staging = archive.stage(run_id)
             (staging / "source.ipynb").write_bytes(job.notebook_bytes)
             try:
-                attempt = execute_once(job, staging, run_id, deadline, state)
+                attempt = execute_once(job, staging, run_id, deadline, state, archive.root)
             except BaseException:
                 archive.discard(staging)
                 raise

@@ -160,3 +160,14 @@ def test_python_api(project, monkeypatch):
         raise AssertionError("a str for an int parameter must be refused")
     except mlkit.ParameterError as error:
         assert "expected int" in str(error)
+
+
+def test_jobs_see_the_archive_their_run_goes_to(project, tmp_path):
+    """Inside a job, mlkit.get_run / list_runs use the archive the runner writes to (--archive), not the default."""
+    project.job("first", None, "x = 1")
+    project.job("second", "target = ''", "import mlkit; mlkit.log_value('found', mlkit.get_run(target).job)")
+    elsewhere = tmp_path / "elsewhere"
+    first = project.run_json("first", "--archive", elsewhere, check=0)
+    second = project.run_json("second", "-p", "target", first["id"], "--archive", elsewhere, check=0)
+    folder = elsewhere / "second" / second["id"]
+    assert json.loads((folder / "values.json").read_text()) == {"found": "first"}
