@@ -8,6 +8,8 @@ Docs: https://mlkit-dev.github.io/mlkit/cli.html.md"""
 __all__ = ['say', 'print_json', 'metrics_text', 'failure_line', 'run_summary_line', 'command_run', 'command_runs_list',
            'command_runs_show', 'command_runs_diff', 'command_runs_compare', 'command_reproduce',
            'command_data_generate', 'command_contract_infer', 'command_contract_check', 'command_recommend',
+           'command_pipeline_run', 'command_pipeline_status', 'command_models_list', 'command_models_show',
+           'command_models_register', 'command_models_promote', 'command_models_rollback', 'command_models_history',
            'command_runs_reindex', 'build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #96b97b83
@@ -239,6 +241,130 @@ def command_recommend(args) -> int:
     return 0
 
 
+def command_pipeline_run(args) -> int:
+    "mlkit pipeline run: run the stages, then summarize."
+    from mlkit.archive import open_archive
+    from mlkit.pipeline import run_pipeline
+    from mlkit.registry import Registry, aliases
+    began = __import__("time").monotonic()
+    pipeline, results, record = run_pipeline(args.file, archive=args.archive, force=args.force,
+                                             announce=None if args.json else say)
+    store = open_archive(args.archive)
+    registry = Registry(store)
+    current = aliases(registry, pipeline.model_name) if pipeline.model_name in registry.names() else {}
+    failed = [r for r in results if r.status not in ("succeeded", "skipped")]
+    if args.json:
+        print_json({"pipeline": pipeline.name, "record": str(record), "champion": current.get("champion"),
+                    "stages": [vars(r) for r in results]})
+        return 1 if failed else 0
+    rows = [[r.stage, r.job, r.status + (" (cached)" if r.cached else ""), r.run_id, r.seconds, r.note]
+            for r in results]
+    print(format_table(rows, ["stage", "job", "status", "run", "seconds", "outcome"], max_width=90))
+    champion = current.get("champion")
+    print(f"\nchampion: {pipeline.model_name} v{champion}" if champion else "\nchampion: none")
+    print(f"took {__import__('time').monotonic() - began:.1f}s; archive {store.root}")
+    print(f"look at: mlkit runs list | mlkit models history {pipeline.model_name} | record {record}")
+    if failed:
+        say(f"pipeline stopped: stage {failed[0].stage} {failed[0].status}: {failed[0].note}")
+        return 1
+    return 0
+
+
+def command_pipeline_status(args) -> int:
+    "mlkit pipeline status: the last pipeline run and the champion."
+    from mlkit.archive import open_archive
+    from mlkit.pipeline import last_pipeline_record
+    from mlkit.registry import Registry, aliases
+    store = open_archive(args.archive)
+    record = last_pipeline_record(store, args.name)
+    if record is None:
+        print("no pipeline has run in this archive")
+        return 0
+    if args.json:
+        print_json(record)
+        return 0
+    print(f"pipeline {record['pipeline']}: {record['started_at']} to {record['finished_at']}")
+    rows = [[s["stage"], s["job"], s["status"] + (" (cached)" if s["cached"] else ""), s["run_id"], s["note"]]
+            for s in record["stages"]]
+    print(format_table(rows, ["stage", "job", "status", "run", "outcome"], max_width=90))
+    registry = Registry(store)
+    for name in registry.names():
+        print(f"{name}: {', '.join(f'{a}=v{v}' for a, v in aliases(registry, name).items()) or 'no aliases'}")
+    return 0
+
+
+def command_models_list(args) -> int:
+    "mlkit models list [NAME]: registered models and versions."
+    from mlkit.archive import open_archive
+    from mlkit.registry import Registry, aliases
+    registry = Registry(open_archive(args.archive))
+    names = [args.name] if args.name else registry.names()
+    rows = []
+    for name in names:
+        current = aliases(registry, name)
+        for entry in registry.versions(name):
+            pointing = ",".join(a for a, v in current.items() if v == entry.version)
+            rows.append([name, entry.version, pointing, entry.run_id, entry.metrics.get("roc_auc"), entry.created_at])
+    if args.json:
+        print_json([dict(zip(["name", "version", "aliases", "run", "roc_auc", "created_at"], row, strict=True))
+                    for row in rows])
+    else:
+        print(format_table(rows, ["model", "version", "aliases", "run", "roc_auc", "created"]) if rows else "no models")
+    return 0
+
+
+def command_models_show(args) -> int:
+    "mlkit models show REF: one version (name, name:3, name@alias)."
+    from dataclasses import asdict
+    from mlkit.archive import open_archive
+    from mlkit.registry import Registry, resolve
+    entry = resolve(Registry(open_archive(args.archive)), args.reference)
+    print_json(asdict(entry))
+    return 0
+
+
+def command_models_register(args) -> int:
+    "mlkit models register NAME --run RUN."
+    from mlkit.archive import open_archive
+    from mlkit.registry import Registry
+    store = open_archive(args.archive)
+    entry = Registry(store).register(args.name, store.get_run(args.run), note=args.note or "manual")
+    print(f"registered {entry.name} v{entry.version} from run {entry.run_id}")
+    return 0
+
+
+def command_models_promote(args) -> int:
+    "mlkit models promote NAME VERSION [--alias A]."
+    from mlkit.archive import open_archive
+    from mlkit.registry import Registry, promote
+    event = promote(Registry(open_archive(args.archive)), args.name, args.version, args.alias,
+                    reason=args.reason or "manual")
+    print(f"{args.name}@{args.alias}: v{event['from_version']} -> v{event['to_version']} ({event['reason']})")
+    return 0
+
+
+def command_models_rollback(args) -> int:
+    "mlkit models rollback NAME [--alias A]."
+    from mlkit.archive import open_archive
+    from mlkit.registry import Registry, rollback
+    event = rollback(Registry(open_archive(args.archive)), args.name, args.alias, reason=args.reason or "rollback")
+    print(f"{args.name}@{args.alias}: v{event['from_version']} -> v{event['to_version']} (rolled back)")
+    return 0
+
+
+def command_models_history(args) -> int:
+    "mlkit models history NAME: every alias move."
+    from mlkit.archive import open_archive
+    from mlkit.registry import Registry, history
+    events = history(Registry(open_archive(args.archive)), args.name, args.alias)
+    if args.json:
+        print_json(events)
+        return 0
+    rows = [[e["at"], e["alias"], e["from_version"], e["to_version"], e["reason"]] for e in events]
+    print(format_table(rows, ["when", "alias", "from", "to", "why"], max_width=80) if rows else "no alias moves")
+    return 0
+
+
 def command_runs_reindex(args) -> int:
     "mlkit runs reindex: rebuild the index from the manifests."
     from mlkit.archive import open_archive
@@ -342,6 +468,50 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--json", action="store_true", help="print JSON")
     _add_archive(recommend)
     recommend.set_defaults(handler=command_recommend)
+
+    pipeline = commands.add_parser("pipeline", help="run a pipeline of jobs (the main job), or see its status")
+    pipeline_commands = pipeline.add_subparsers(dest="pipeline_command", required=True, metavar="COMMAND")
+    pipeline_run = pipeline_commands.add_parser("run", help="run the stages of params/pipeline.yaml")
+    pipeline_run.add_argument("--file", metavar="FILE.yaml", help="pipeline file (default params/pipeline.yaml)")
+    pipeline_run.add_argument("--force", action="store_true", help="execute every stage, even cached ones")
+    pipeline_run.add_argument("--json", action="store_true", help="print the stage results as JSON")
+    _add_archive(pipeline_run)
+    pipeline_run.set_defaults(handler=command_pipeline_run)
+    status = pipeline_commands.add_parser("status", help="the last pipeline run and the champion")
+    status.add_argument("--name", help="pipeline name")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    _add_archive(status)
+    status.set_defaults(handler=command_pipeline_status)
+
+    models = commands.add_parser("models", help="the model registry: versions, aliases, rollback")
+    model_commands = models.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
+    model_list = model_commands.add_parser("list", help="registered models and versions")
+    model_list.add_argument("name", nargs="?", help="one model")
+    model_list.add_argument("--json", action="store_true", help="print JSON")
+    model_show = model_commands.add_parser("show", help="one version: NAME, NAME:3 or NAME@ALIAS")
+    model_show.add_argument("reference")
+    model_register = model_commands.add_parser("register", help="register a run's model as a new version")
+    model_register.add_argument("name")
+    model_register.add_argument("--run", required=True, help="train run id or unique prefix")
+    model_register.add_argument("--note", help="a note kept with the version")
+    model_promote = model_commands.add_parser("promote", help="point an alias at a version")
+    model_promote.add_argument("name")
+    model_promote.add_argument("version", type=int)
+    model_promote.add_argument("--alias", default="champion")
+    model_promote.add_argument("--reason", help="why (kept in the history)")
+    model_rollback = model_commands.add_parser("rollback", help="move an alias back to its previous version")
+    model_rollback.add_argument("name")
+    model_rollback.add_argument("--alias", default="champion")
+    model_rollback.add_argument("--reason", help="why (kept in the history)")
+    model_history = model_commands.add_parser("history", help="every alias move")
+    model_history.add_argument("name")
+    model_history.add_argument("--alias", help="one alias")
+    model_history.add_argument("--json", action="store_true", help="print JSON")
+    for parser_, handler in ((model_list, command_models_list), (model_show, command_models_show),
+                             (model_register, command_models_register), (model_promote, command_models_promote),
+                             (model_rollback, command_models_rollback), (model_history, command_models_history)):
+        _add_archive(parser_)
+        parser_.set_defaults(handler=handler)
 
     again = commands.add_parser("reproduce", help="re-execute an archived run and compare")
     again.add_argument("run", help="run id or unique prefix")

@@ -93,7 +93,7 @@ def generate(n_students: int = 1000, seed: int = 0, drift: float = 0.0, bias: fl
         first_generation = bool(rng.random() < 0.35)
         device_odds = (0.3, 0.5, 0.2) if first_generation else (0.8, 0.15, 0.05)
         if drift:
-            device_odds = (device_odds[0] * (1 - 0.3 * min(drift, 1)), *device_odds[1:])
+            device_odds = (device_odds[0] * (1 - 0.6 * min(drift, 1)), *device_odds[1:])
             device_odds = tuple(np.array(device_odds) / sum(device_odds))
         student = {
             "student_id": f"S{seed:03d}-{number + 1:06d}",
@@ -115,7 +115,7 @@ def generate(n_students: int = 1000, seed: int = 0, drift: float = 0.0, bias: fl
             quiz = np.clip(68 + 11 * ability - 4 * (difficulty - 3) + 6 * (done - 0.7) - 5 * drift
                            + rng.normal(0, 9), 0, 100)
             video = float(np.exp(rng.normal(np.log(40) + 0.08 * (difficulty - 3), 0.45)) * (1 + 0.8 * drift))
-            skipped = float(np.clip(rng.beta(2, 7) + 0.08 * max(0.0, -ability), 0, 1))
+            skipped = float(np.clip(rng.beta(2, 7) + 0.08 * max(0.0, -ability) + 0.1 * drift, 0, 1))
             confidence = int(np.clip(np.round(3 + 0.7 * ability - 0.3 * first_generation + rng.normal(0, 0.9)),
                                      1, 5))
             match = STYLE_FORMAT[student["learning_style"]] == formats[module_id]

@@ -6,8 +6,8 @@ Docs: https://mlkit-dev.github.io/mlkit/record.html.md"""
 
 # %% auto #0
 __all__ = ['RUN_DIR_ENV', 'RECORDS_FILE', 'run_dir', 'under_runner', 'check_name', 'log_metric', 'log_value', 'log_table',
-           'log_figure', 'log_artifact', 'log_input', 'log_upstream', 'read_records', 'read_json', 'recorded_upstream',
-           'recorded_inputs']
+           'log_figure', 'log_artifact', 'log_input', 'log_upstream', 'log_alert', 'read_records', 'read_json',
+           'recorded_alerts', 'recorded_upstream', 'recorded_inputs']
 
 # %% ../nbs/04_record.ipynb #e172cc86
 import json
@@ -174,7 +174,18 @@ def log_upstream(run_id: str) -> str:
     _append({"kind": "upstream", "run_id": run_id.strip()}, run_dir())
     return run_id
 
-# %% ../nbs/04_record.ipynb #682a5636
+# %% ../nbs/04_record.ipynb #ec495723
+def log_alert(kind: str, message: str, **details) -> dict:
+    "Raise an alert of `kind` (e.g. `drift`): recorded in the manifest's `alerts`, for pipelines to act on."
+    check_name(kind)
+    if not isinstance(message, str) or not message:
+        raise ValueError(f"alert {kind!r} needs a message")
+    alert = {"kind": kind, "message": message, "details": _to_json_value(kind, details)}
+    _append({"kind": "alert", "alert": alert}, run_dir())
+    print(f"ALERT {kind}: {message}")
+    return alert
+
+# %% ../nbs/04_record.ipynb #b32f0a99
 def read_records(folder) -> list:
     "The records logged into run folder `folder`, in order."
     log = Path(folder) / RECORDS_FILE
@@ -187,6 +198,11 @@ def read_json(path, default=None):
     "The JSON stored at `path`, or `default` when the file is missing."
     path = Path(path)
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else default
+
+
+def recorded_alerts(folder) -> list:
+    "Alerts raised with `log_alert` in run folder `folder`, in order."
+    return [record["alert"] for record in read_records(folder) if record["kind"] == "alert"]
 
 
 def recorded_upstream(folder) -> list:

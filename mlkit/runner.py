@@ -29,7 +29,7 @@ from .fingerprint import environment, file_record, git_state, library_sha256, sh
 from .normalize import output_sha256
 from .params import (NotebookParameters, ParamSource, declared_parameters, effective_parameters,
                           load_params_file, load_yaml_mapping, resolve_parameters)
-from .record import RUN_DIR_ENV, read_json, recorded_inputs, recorded_upstream
+from .record import RUN_DIR_ENV, read_json, recorded_alerts, recorded_inputs, recorded_upstream
 
 # %% ../nbs/07_runner.ipynb #0004722d
 @dataclass
@@ -284,7 +284,7 @@ def build_manifest(job: PreparedJob, run_id: str, staging: Path, attempt: Attemp
         "inputs": inputs, "artifacts": _artifact_records(staging),
         "metrics": read_json(staging / "metrics.json", {}), "error": attempt.error, "retries": retries,
         "cache_base": base, "cache_key": cache_key(base, inputs), "output_sha256": produced,
-        "reproduces": None, "upstream": recorded_upstream(staging),
+        "reproduces": None, "upstream": recorded_upstream(staging), "alerts": recorded_alerts(staging),
     }
     extra = dict(extra or {})
     declared = extra.pop("upstream", [])

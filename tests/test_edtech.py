@@ -25,7 +25,11 @@ def run_json(*args, **kwargs) -> dict:
 
 
 def values(manifest) -> dict:
-    with open(os.path.join(manifest["path"], "values.json")) as handle:
+    """The values a run logged ({} when it logged none)."""
+    path = os.path.join(manifest["path"], "values.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as handle:
         return json.load(handle)
 
 
