@@ -6,13 +6,15 @@ Docs: https://mlkit-dev.github.io/mlkit/config.html.md"""
 
 # %% auto #0
 __all__ = ['ARCHIVE_ENV', 'DEFAULTS', 'Project', 'read_tool_settings', 'find_project', 'list_jobs', 'resolve_job', 'project_path',
-           'default_params_file']
+           'read_yaml', 'default_params_file']
 
 # %% ../nbs/01_config.ipynb #9a6e70d3
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 from .errors import JobNotFoundError, UsageError
 
@@ -99,6 +101,19 @@ def project_path(path, start=None) -> Path:
     "`path` as an absolute path: unchanged if absolute, else relative to the project root (jobs use this)."
     path = Path(path).expanduser()
     return path if path.is_absolute() else find_project(start).root / path
+
+
+def read_yaml(path, what: str = "file", error=UsageError):
+    "The data in YAML file `path`; an unreadable or invalid file raises `error` naming `what` and the path."
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as problem:
+        raise error(f"cannot read {what} {path}: {problem.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as problem:
+        raise error(f"{what} {path} is not valid YAML: {problem}") from None
 
 
 def default_params_file(job_name: str, project: Project) -> Path | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from .config import read_yaml
 from .errors import MlkitError, UsageError
 
 # %% ../nbs/15_contract.ipynb #18960181
@@ -108,13 +109,7 @@ def write_contract(contract: dict, path) -> Path:
 
 def load_contract(path) -> dict:
     "The contract in YAML file `path`; a missing or malformed file is a `UsageError`."
-    path = Path(path)
-    try:
-        contract = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise UsageError(f"cannot read contract {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise UsageError(f"contract {path} is not valid YAML: {error}") from None
+    contract = read_yaml(path, "contract")
     if not isinstance(contract, dict) or not isinstance(contract.get("columns"), dict):
         raise UsageError(f"contract {path} has no 'columns' mapping")
     for column, spec in contract["columns"].items():

@@ -14,10 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from .archive import Archive, iso, utc_now, write_json_atomic
-from .config import find_project, list_jobs
+from .config import find_project, list_jobs, read_yaml
 from .errors import UsageError
 
 # %% ../nbs/22_pipeline.ipynb #ea964e1d
@@ -53,12 +51,7 @@ class Pipeline:
 def load_pipeline(path, known_jobs=None) -> Pipeline:
     "The pipeline in YAML file `path`, validated: unique names, known jobs, dependencies on earlier stages."
     path = Path(path)
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise UsageError(f"cannot read pipeline file {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise UsageError(f"pipeline file {path} is not valid YAML: {error}") from None
+    spec = read_yaml(path, "pipeline file")
     if not isinstance(spec, dict) or not isinstance(spec.get("stages"), list) or not spec["stages"]:
         raise UsageError(f"{path}: expected a mapping with a non-empty list of 'stages'")
     stages, seen = [], set()

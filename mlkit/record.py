@@ -74,6 +74,15 @@ def _artifacts(folder: Path) -> Path:
     artifacts.mkdir(exist_ok=True)
     return artifacts
 
+
+def _save_artifact(name: str, suffix: str, kind: str, write) -> Path:
+    "Write artifact `<name><suffix>` with `write(path)` and record it as a `kind` record."
+    folder = run_dir()
+    target = _artifacts(folder) / f"{name}{suffix}"
+    write(target)
+    _append({"kind": kind, "name": name, "path": f"artifacts/{target.name}"}, folder)
+    return target
+
 # %% ../nbs/04_record.ipynb #ea4d0652
 def log_metric(name: str, value) -> float:
     "Record metric `name` as the finite number `value` (a later call replaces it)."
@@ -119,10 +128,7 @@ def log_table(name: str, table) -> Path:
     check_name(name)
     if not hasattr(table, "to_csv"):
         raise TypeError(f"table {name!r} must be a pandas DataFrame or Series, got {type(table).__name__}")
-    target = _artifacts(run_dir()) / f"{name}.csv"
-    table.to_csv(target, index=not _has_default_index(table))
-    _append({"kind": "table", "name": name, "path": f"artifacts/{target.name}"}, target.parent.parent)
-    return target
+    return _save_artifact(name, ".csv", "table", lambda target: table.to_csv(target, index=not _has_default_index(table)))
 
 
 def _has_default_index(table) -> bool:
@@ -136,10 +142,8 @@ def log_figure(name: str, figure) -> Path:
     check_name(name)
     if not hasattr(figure, "savefig"):
         raise TypeError(f"figure {name!r} must be a matplotlib Figure, got {type(figure).__name__}")
-    target = _artifacts(run_dir()) / f"{name}.png"
-    figure.savefig(target, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
-    _append({"kind": "figure", "name": name, "path": f"artifacts/{target.name}"}, target.parent.parent)
-    return target
+    return _save_artifact(name, ".png", "figure", lambda target: figure.savefig(
+        target, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None}))
 
 
 def log_artifact(path, name: str | None = None) -> Path:

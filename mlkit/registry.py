@@ -65,7 +65,31 @@ class Registry:
         connection = self.archive.connect()
         for statement in _TABLES:
             connection.execute(statement)
+        if connection.execute("SELECT COUNT(*) FROM model_versions").fetchone()[0] == 0:
+            self._restore(connection)
         return connection
+
+    def _restore(self, connection):
+        "Rebuild empty registry tables from the mirror files (after the index was deleted)."
+        folders = sorted(p for p in (self.archive.root / "registry").glob("*") if p.is_dir())
+        if not folders:
+            return
+        connection.execute("BEGIN IMMEDIATE")
+        if connection.execute("SELECT COUNT(*) FROM model_versions").fetchone()[0] == 0:
+            for folder in folders:
+                for file in sorted(folder.glob("v*.json"), key=lambda p: int(p.stem[1:])):
+                    entry = json.loads(file.read_text(encoding="utf-8"))
+                    connection.execute("INSERT INTO model_versions VALUES (?,?,?,?,?,?,?,?,?)",
+                                       (entry["name"], entry["version"], entry["run_id"], entry["artifact"],
+                                        entry["sha256"], json.dumps(entry["metrics"]), json.dumps(entry["contract"]),
+                                        entry["created_at"], entry.get("note", "")))
+                log = folder / "history.jsonl"
+                for line in log.read_text(encoding="utf-8").splitlines() if log.exists() else []:
+                    event = json.loads(line)
+                    connection.execute("INSERT OR IGNORE INTO alias_events VALUES (?,?,?,?,?,?,?,?)",
+                                       tuple(event[k] for k in ("id", "name", "alias", "from_version", "to_version",
+                                                                "reason", "at", "reverts")))
+        connection.execute("COMMIT")
 
     def _mirror(self, name: str):
         return self.archive.root / "registry" / name

@@ -40,6 +40,12 @@ def test_registry_versions_aliases_history_rollback(archive, two_models):
     assert [(e["from_version"], e["to_version"], e["reason"]) for e in events] == [
         (None, 1, "manual"), (1, 2, "better"), (2, 1, "rollback")]
     assert "no version 7" in mlkit("models", "promote", "edtech", 7, "--archive", archive, check=2).stderr
+    listing = mlkit("models", "list", "--archive", archive).stdout
+    for suffix in ("", "-wal", "-shm"):  # rebuilding the index must not lose the registry
+        (archive / f"index.sqlite{suffix}").unlink(missing_ok=True)
+    mlkit("runs", "reindex", "--archive", archive)
+    assert mlkit("models", "list", "--archive", archive).stdout == listing
+    assert len(json.loads(mlkit("models", "history", "edtech", "--json", "--archive", archive).stdout)) == 4
     evaluated = run_json("evaluate", "-p", "model_run", "edtech:2", "-p", "baseline_run", "edtech@champion",
                          "--archive", archive)
     assert evaluated["upstream"] == [second["id"], first["id"]]
