@@ -7,18 +7,18 @@ Docs: https://mlkit-dev.github.io/mlkit/params.html.md"""
 # %% auto #0
 __all__ = ['PARAMETERS_TAG', 'ANY', 'ParamType', 'type_from_annotation', 'type_from_default', 'check_value', 'parse_text',
            'Parameter', 'NotebookParameters', 'notebook_language', 'cell_source', 'find_parameters_cell',
-           'declared_parameters', 'load_yaml_mapping', 'load_params_file', 'ParamSource', 'resolve_parameters',
-           'effective_parameters']
+           'declared_parameters', 'load_yaml_mapping', 'check_mapping', 'load_params_file', 'ParamSource',
+           'resolve_parameters', 'effective_parameters']
 
 # %% ../nbs/02_params.ipynb #3037a283
 import ast
 import difflib
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import yaml
 
+from .config import read_yaml
 from .errors import ParameterError
 
 # %% ../nbs/02_params.ipynb #cc394df4
@@ -339,6 +339,11 @@ def load_yaml_mapping(text: str, origin: str) -> dict:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ParameterError(f"{origin}: not valid YAML: {error}") from None
+    return check_mapping(data, origin)
+
+
+def check_mapping(data, origin: str) -> dict:
+    "`data` if it maps parameter names (text) to values, else a `ParameterError` naming `origin`."
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -351,12 +356,7 @@ def load_yaml_mapping(text: str, origin: str) -> dict:
 
 def load_params_file(path) -> dict:
     "The parameters in YAML file `path`."
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ParameterError(f"cannot read parameter file {path}: {error.strerror}") from None
-    return load_yaml_mapping(text, str(path))
+    return check_mapping(read_yaml(path, "parameter file", ParameterError), str(path))
 
 
 @dataclass
