@@ -7,7 +7,7 @@ Docs: https://mlkit-dev.github.io/mlkit/record.html.md"""
 # %% auto #0
 __all__ = ['RUN_DIR_ENV', 'RECORDS_FILE', 'run_dir', 'under_runner', 'check_name', 'log_metric', 'log_value', 'log_table',
            'log_figure', 'log_artifact', 'log_input', 'log_upstream', 'log_alert', 'read_records', 'read_json',
-           'recorded_alerts', 'recorded_upstream', 'recorded_inputs']
+           'mark_uncacheable', 'uncacheable_reasons', 'recorded_alerts', 'recorded_upstream', 'recorded_inputs']
 
 # %% ../nbs/04_record.ipynb #e172cc86
 import json
@@ -202,6 +202,16 @@ def read_json(path, default=None):
     "The JSON stored at `path`, or `default` when the file is missing."
     path = Path(path)
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else default
+
+
+def mark_uncacheable(reason: str):
+    "Declare that this run depends on something its cache key cannot capture: it will never be a cache hit."
+    _append({"kind": "uncacheable", "reason": reason}, run_dir())
+
+
+def uncacheable_reasons(folder) -> list:
+    "Why the run in `folder` must never be a cache hit (empty when it may be)."
+    return [record["reason"] for record in read_records(folder) if record["kind"] == "uncacheable"]
 
 
 def recorded_alerts(folder) -> list:

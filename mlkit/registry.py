@@ -270,11 +270,13 @@ def upstream(reference: str, job: str, archive=None) -> Run:
 
     `reference`: `latest` (the newest succeeded run of `job`, which is run now if there is none), a run id or
     prefix, or a registry reference (`name@alias`, `name:3`). An alias is resolved when the job runs, so the
-    alias file is declared as an input: once the alias moves, an earlier run of the job is no cache hit."""
-    from mlkit.record import log_input, log_upstream
+    alias file is declared as an input: once the alias moves, an earlier run of the job is no cache hit. What
+    `latest` means changes with every new run and has no such file, so a run that used it is never cached."""
+    from mlkit.record import log_input, log_upstream, mark_uncacheable
     from mlkit.runner import run as run_job
     registry = Registry(open_archive(archive))
     if reference == "latest":
+        mark_uncacheable(f"resolved 'latest' {job} run")
         found = registry.archive.list_runs(job=job, status="succeeded")
         chosen = found[-1] if found else None
         if chosen is None:

@@ -29,7 +29,8 @@ from .fingerprint import environment, file_record, git_state, library_sha256, sh
 from .normalize import output_sha256
 from .params import (NotebookParameters, ParamSource, declared_parameters, effective_parameters,
                           load_params_file, load_yaml_mapping, resolve_parameters)
-from .record import RUN_DIR_ENV, read_json, recorded_alerts, recorded_inputs, recorded_upstream
+from .record import (RUN_DIR_ENV, read_json, recorded_alerts, recorded_inputs, recorded_upstream,
+                          uncacheable_reasons)
 
 # %% ../nbs/07_runner.ipynb #0004722d
 @dataclass
@@ -270,7 +271,8 @@ def build_manifest(job: PreparedJob, run_id: str, staging: Path, attempt: Attemp
     inputs = recorded_inputs(staging)
     executed = staging / "notebook.ipynb"
     produced = output_sha256(json.loads(executed.read_text(encoding="utf-8"))) if executed.exists() else None
-    base = job_cache_base(job)
+    uncacheable = uncacheable_reasons(staging)
+    base = None if uncacheable else job_cache_base(job)
     manifest = {
         "schema_version": 1, "id": run_id, "job": job.job, "status": attempt.status,
         "started_at": iso(started), "finished_at": iso(finished),
@@ -283,7 +285,8 @@ def build_manifest(job: PreparedJob, run_id: str, staging: Path, attempt: Attemp
         "cwd": str(job.cwd), "project": str(job.project.root),
         "inputs": inputs, "artifacts": _artifact_records(staging),
         "metrics": read_json(staging / "metrics.json", {}), "error": attempt.error, "retries": retries,
-        "cache_base": base, "cache_key": cache_key(base, inputs), "output_sha256": produced,
+        "cache_base": base, "cache_key": cache_key(base, inputs) if base else None, "output_sha256": produced,
+        "uncacheable": uncacheable,
         "reproduces": None, "upstream": recorded_upstream(staging), "alerts": recorded_alerts(staging),
     }
     extra = dict(extra or {})

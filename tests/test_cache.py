@@ -107,3 +107,16 @@ def test_python_api_force(project, monkeypatch):
     forced = mlkit.run("j", force=True)
     assert not forced.cached and forced.id != first.id
     assert mlkit.run("j").id == forced.id, "a hit is the newest matching run"
+
+
+def test_a_run_that_resolved_latest_is_never_a_cache_hit(project):
+    """`mlkit.upstream("latest", ...)` changes meaning with every new run, so such a run cannot be reused."""
+    project.job("make", "n: int = 1", "import mlkit; mlkit.log_metric('n', n)")
+    project.job("use", None, "import mlkit; source = mlkit.upstream('latest', job='make')\n"
+                "mlkit.log_value('source', source.id)")
+    project.run_json("make", check=0)
+    first = project.run_json("use", check=0)
+    assert first["cache_key"] is None and first["uncacheable"] == ["resolved 'latest' make run"]
+    newer = project.run_json("make", "-p", "n", 2, check=0)
+    second = project.run_json("use", check=0)
+    assert second["cached"] is False and second["upstream"] == [newer["id"]]
