@@ -340,6 +340,8 @@ def execute(job: PreparedJob, archive: Archive, timeout: float | None = None, ex
                 continue
             break
         (staging / "params.yaml").write_text(yaml.safe_dump(_plain(job.params), sort_keys=False), encoding="utf-8")
+        if not (staging / "metrics.json").exists():
+            (staging / "metrics.json").write_text("{}\n", encoding="utf-8")  # every run has one, maybe empty
         gatherer.join()
         manifest = build_manifest(job, run_id, staging, attempt, started, utc_now(), retries, facts, extra)
         run = archive.commit(staging, manifest)

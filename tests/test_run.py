@@ -87,6 +87,8 @@ def test_type_errors_name_parameter_type_and_value(project):
 def test_notebook_without_parameters_cell(project):
     project.job("plain", None, "x = 1")
     assert project.run_json("plain", check=0)["status"] == "succeeded"
+    folder = project.run_folders("plain")[0]
+    assert json.loads((folder / "metrics.json").read_text()) == {} and (folder / "artifacts").is_dir()
     result = project.mlkit("run", "plain", "-p", "x", "2", check=2)
     assert "no cell tagged 'parameters'" in result.stderr
 
