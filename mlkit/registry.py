@@ -271,7 +271,8 @@ def upstream(reference: str, job: str, archive=None) -> Run:
     `reference`: `latest` (the newest succeeded run of `job`, which is run now if there is none), a run id or
     prefix, or a registry reference (`name@alias`, `name:3`). An alias is resolved when the job runs, so the
     alias file is declared as an input: once the alias moves, an earlier run of the job is no cache hit. What
-    `latest` means changes with every new run and has no such file, so a run that used it is never cached."""
+    `latest` means changes with every new run and has no such file, so a run that used it is never cached; nor
+    is one whose alias did not resolve (no champion yet), so that it is judged again once there is one."""
     from mlkit.record import log_input, log_upstream, mark_uncacheable
     from mlkit.runner import run as run_job
     registry = Registry(open_archive(archive))
@@ -285,7 +286,12 @@ def upstream(reference: str, job: str, archive=None) -> Run:
             if not chosen.succeeded:
                 raise UsageError(f"the {job} job needed here failed (run {chosen.id})")
     else:
-        chosen = resolve_run(registry, reference)
+        try:
+            chosen = resolve_run(registry, reference)
+        except UsageError:
+            if "@" in reference:  # e.g. no champion yet: a later run, with one, must judge again
+                mark_uncacheable(f"{reference} did not resolve")
+            raise
         if "@" in reference:
             log_input(aliases_file(registry, reference.split("@")[0]))
     log_upstream(chosen.id)

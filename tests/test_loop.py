@@ -128,6 +128,9 @@ def test_pipeline_closes_the_loop_with_cache_and_lineage(tmp_path):
     for name in ("ingest_s1", "check_s1", "train_s1", "ingest_s2"):
         assert again[name]["cached"] and again[name]["run_id"] == stages[name]["run_id"], name
     assert not again["promote_s1"]["cached"]
+    # evaluate_s1 ran before any champion existed: it must be judged again now that there is one
+    assert not again["evaluate_s1"]["cached"]
+    assert show(stages["evaluate_s1"]["run_id"])["uncacheable"] == ["edtech@champion did not resolve"]
     status = mlkit("pipeline", "status", "--archive", archive).stdout
     assert "pipeline small" in status and "champion=v2" in status
 
