@@ -16,6 +16,7 @@ __all__ = ['say', 'print_json', 'metrics_text', 'failure_line', 'run_summary_lin
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from .errors import MlkitError, UsageError
@@ -140,7 +141,7 @@ def command_runs_diff(args) -> int:
 def command_runs_compare(args) -> int:
     "mlkit runs compare: one table over many runs."
     from mlkit.archive import open_archive
-    from mlkit.compare import compare_rows, compare_table, sort_runs
+    from mlkit.compare import compare_rows, compare_table
     runs = open_archive(args.archive).list_runs(job=args.job, status=args.status, limit=args.limit)
     if args.metric and not any(args.metric in run.metrics for run in runs):
         known = sorted({name for run in runs for name in run.metrics})
@@ -149,7 +150,7 @@ def command_runs_compare(args) -> int:
         headers, rows = compare_rows(runs, args.metric, args.ascending)
         print_json([dict(zip(headers, row, strict=True)) for row in rows])
     else:
-        print(compare_table(sort_runs(runs), args.metric, args.ascending))
+        print(compare_table(runs, args.metric, args.ascending))
     return 0
 
 
@@ -246,7 +247,7 @@ def command_pipeline_run(args) -> int:
     from mlkit.archive import open_archive
     from mlkit.pipeline import run_pipeline
     from mlkit.registry import Registry, aliases
-    began = __import__("time").monotonic()
+    began = time.monotonic()
     pipeline, results, record = run_pipeline(args.file, archive=args.archive, force=args.force,
                                              announce=None if args.json else say)
     store = open_archive(args.archive)
@@ -262,7 +263,7 @@ def command_pipeline_run(args) -> int:
     print(format_table(rows, ["stage", "job", "status", "run", "seconds", "outcome"], max_width=90))
     champion = current.get("champion")
     print(f"\nchampion: {pipeline.model_name} v{champion}" if champion else "\nchampion: none")
-    print(f"took {__import__('time').monotonic() - began:.1f}s; archive {store.root}")
+    print(f"took {time.monotonic() - began:.1f}s; archive {store.root}")
     print(f"look at: mlkit runs list | mlkit models history {pipeline.model_name} | record {record}")
     if failed:
         say(f"pipeline stopped: stage {failed[0].stage} {failed[0].status}: {failed[0].note}")

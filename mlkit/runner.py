@@ -190,7 +190,7 @@ def _finish_notebook(nb, output: Path) -> dict | None:
 
 # %% ../nbs/07_runner.ipynb #a9b62eb1
 def execute_once(job: PreparedJob, staging: Path, run_id: str, deadline: float | None, state: dict,
-                 archive_root: Path) -> Attempt:
+                 archive_root: Path, timeout: float | None = None) -> Attempt:
     "Execute the job's notebook once in a fresh kernel, writing the executed notebook into `staging`."
     from mlkit import kernels
 
@@ -226,7 +226,7 @@ def execute_once(job: PreparedJob, staging: Path, run_id: str, deadline: float |
     except KeyboardInterrupt as error:
         attempt.status, stop = "interrupted", ("KeyboardInterrupt", str(error) or "interrupted")
     except TimeoutError:
-        stop = ("TimeoutError", f"the job exceeded its timeout of {job.settings.get('timeout_s')} s")
+        stop = ("TimeoutError", f"the job exceeded its timeout of {timeout} s")
     except DeadKernelError as error:
         attempt.dead_kernel, stop = True, ("DeadKernelError", str(error) or "the kernel died")
     except RuntimeError as error:
@@ -317,7 +317,6 @@ def execute(job: PreparedJob, archive: Archive, timeout: float | None = None, ex
     facts = {}
     gatherer = threading.Thread(target=_gather_facts, args=(job.project.root, facts), daemon=True)
     gatherer.start()
-    job.settings = {**job.settings, "timeout_s": timeout}
     started = utc_now()
     deadline = time.monotonic() + timeout if timeout else None
     state, retries = {}, 0
@@ -328,7 +327,7 @@ def execute(job: PreparedJob, archive: Archive, timeout: float | None = None, ex
             staging = archive.stage(run_id)
             (staging / "source.ipynb").write_bytes(job.notebook_bytes)
             try:
-                attempt = execute_once(job, staging, run_id, deadline, state, archive.root)
+                attempt = execute_once(job, staging, run_id, deadline, state, archive.root, timeout)
             except BaseException:
                 archive.discard(staging)
                 raise
