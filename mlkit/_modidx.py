@@ -299,5 +299,6 @@ d = { 'settings': { 'branch': 'main',
                               'mlkit.runner.read_notebook_bytes': ('runner.html#read_notebook_bytes', 'mlkit/runner.py'),
                               'mlkit.runner.run': ('runner.html#run', 'mlkit/runner.py')},
             'mlkit.textable': { 'mlkit.textable._is_number': ('textable.html#_is_number', 'mlkit/textable.py'),
+                                'mlkit.textable._numeric_columns': ('textable.html#_numeric_columns', 'mlkit/textable.py'),
                                 'mlkit.textable.format_cell': ('textable.html#format_cell', 'mlkit/textable.py'),
                                 'mlkit.textable.format_table': ('textable.html#format_table', 'mlkit/textable.py')}}}

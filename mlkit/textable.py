@@ -21,22 +21,25 @@ def format_cell(value, float_digits: int = 4) -> str:
         return f"{value:.{float_digits}g}"
     return str(value)
 
-
+# %% ../nbs/30_textable.ipynb #a1c0de06
 def _is_number(value) -> bool:
     return isinstance(value, numbers.Number) and not isinstance(value, bool)
 
 
+def _numeric_columns(rows: list, width: int) -> list:
+    "For each column: True when every value in it is a number or None."
+    return [bool(rows) and all(_is_number(row[c]) or row[c] is None for row in rows) for c in range(width)]
+
+# %% ../nbs/30_textable.ipynb #ff64708f
 def format_table(rows: list, headers: list, max_width: int = 60) -> str:
     "`rows` (lists of values) under `headers` as aligned text; numbers are right-aligned."
     texts = [[format_cell(value) for value in row] for row in rows]
     texts = [[text if len(text) <= max_width else text[: max_width - 1] + "…" for text in row] for row in texts]
-    widths = [len(header) for header in headers]
-    for row in texts:
-        for column, text in enumerate(row):
-            widths[column] = max(widths[column], len(text))
-    numeric = [bool(rows) and all(_is_number(row[c]) or row[c] is None for row in rows)
-               for c in range(len(headers))]
+    widths = [max(len(text) for text in column) for column in zip(headers, *texts, strict=True)]
+    numeric = _numeric_columns(rows, len(headers))
+
     def line(cells):
         parts = [text.rjust(widths[c]) if numeric[c] else text.ljust(widths[c]) for c, text in enumerate(cells)]
         return "  ".join(parts).rstrip()
+
     return "\n".join([line(headers), line(["-" * width for width in widths])] + [line(row) for row in texts])
