@@ -25,11 +25,12 @@ KEY_PACKAGES = ("ipykernel", "matplotlib", "nbclient", "numpy", "pandas", "paper
                 "scipy", "skops", "fairlearn")
 
 
-_DIST_INFO = re.compile(r"(?P<name>[^-]+)-(?P<version>[^-]+)\.dist-info")
-
-
 def _normalized(name: str) -> str:
+    "A distribution name as pip compares them: lower case, runs of `-_.` as one `-`."
     return re.sub(r"[-_.]+", "-", name).lower()
+
+# %% ../nbs/08_cache.ipynb #8c0a1e06
+_DIST_INFO = re.compile(r"(?P<name>[^-]+)-(?P<version>[^-]+)\.dist-info")
 
 
 def installed_versions_fast() -> dict:
@@ -45,6 +46,15 @@ def installed_versions_fast() -> dict:
                 versions.setdefault(_normalized(match["name"]), match["version"])
     return versions
 
+# %% ../nbs/08_cache.ipynb #8c0a1e10
+def _version_from_metadata(name: str) -> str | None:
+    "The version of distribution `name` by `importlib.metadata`; None when it is not installed."
+    from importlib import metadata
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
 
 def key_package_versions() -> dict:
     "Versions of the packages that most affect what a job computes (None when not installed)."
@@ -53,31 +63,28 @@ def key_package_versions() -> dict:
     for name in KEY_PACKAGES:
         version = found.get(_normalized(name))
         if version is None:  # an egg or unusual install: ask importlib.metadata (slower, exact)
-            from importlib import metadata
-            try:
-                version = metadata.version(name)
-            except metadata.PackageNotFoundError:
-                version = None
+            version = _version_from_metadata(name)
         versions[name] = version
     return versions
 
-
+# %% ../nbs/08_cache.ipynb #8c0a1e14
 def _digest(data) -> str:
+    "sha256 of `data` as canonical JSON, other values as their text."
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
-
+# %% ../nbs/08_cache.ipynb #8c0a1e16
 def cache_base(notebook: dict, params: dict, kernel_name: str, cwd, library: str | None = None) -> str:
     "The part of the cache key known before a run starts."
     return _digest({"notebook": source_sha256(notebook), "params": params, "kernel": kernel_name, "cwd": str(cwd),
                     "library": library or library_sha256(), "python": platform.python_version(),
                     "packages": key_package_versions()})
 
-
+# %% ../nbs/08_cache.ipynb #8c0a1e19
 def cache_key(base: str, inputs: list) -> str:
     "The full cache key: the base and the declared inputs (path and sha256)."
     return _digest({"base": base, "inputs": sorted((i["path"], i["sha256"]) for i in inputs)})
 
-
+# %% ../nbs/08_cache.ipynb #8c0a1e23
 def cache_enabled(project_settings: dict, job_settings: dict) -> bool:
     "Whether runs of a job may be served from the cache (job setting first, then project)."
     if "cache" in job_settings:
@@ -95,11 +102,9 @@ def current_inputs(inputs: list) -> list | None:
         current.append({"path": record["path"], "sha256": sha256_file(path)})
     return current
 
-
-def find_cached(archive: Archive, job: str, base: str, limit: int = 20) -> Run | None:
-    "The newest succeeded run of `job` with cache base `base` whose inputs are unchanged, if any."
-    if not archive.index_path.exists():
-        return None
+# %% ../nbs/08_cache.ipynb #8c0a1e30
+def _candidate_folders(archive: Archive, job: str, base: str, limit: int) -> list:
+    "Folders of the newest succeeded runs of `job` with cache base `base`, newest first."
     connection = archive.connect()
     try:
         rows = connection.execute(
@@ -107,8 +112,14 @@ def find_cached(archive: Archive, job: str, base: str, limit: int = 20) -> Run |
             (job, base, limit)).fetchall()
     finally:
         connection.close()
-    for (relative,) in rows:
-        folder = archive.root / relative
+    return [archive.root / relative for (relative,) in rows]
+
+# %% ../nbs/08_cache.ipynb #8c0a1e32
+def find_cached(archive: Archive, job: str, base: str, limit: int = 20) -> Run | None:
+    "The newest succeeded run of `job` with cache base `base` whose inputs are unchanged, if any."
+    if not archive.index_path.exists():
+        return None
+    for folder in _candidate_folders(archive, job, base, limit):
         try:
             manifest = read_manifest(folder)
         except Exception:

@@ -23,38 +23,56 @@ def _changed(a: dict, b: dict) -> list:
     "`[name, a, b]` for every key whose value differs between mappings `a` and `b`."
     return [[name, a.get(name), b.get(name)] for name in sorted(set(a) | set(b)) if a.get(name) != b.get(name)]
 
+# %% ../nbs/10_compare.ipynb #c0a1e006
+def _metric_deltas(a: dict, b: dict) -> list:
+    "`[name, a, b, b - a]` for every metric of either run (delta None when one side is missing)."
+    rows = []
+    for name in sorted(set(a) | set(b)):
+        value_a, value_b = a.get(name), b.get(name)
+        delta = value_b - value_a if value_a is not None and value_b is not None else None
+        rows.append([name, value_a, value_b, delta])
+    return rows
 
+# %% ../nbs/10_compare.ipynb #c0a1e009
+def _input_hashes(manifest: dict) -> dict:
+    "`{path: short sha256}` of the inputs a run read."
+    return {record["path"]: record["sha256"][:12] for record in manifest.get("inputs", [])}
+
+
+def _code_facts(manifest: dict) -> dict:
+    "The run's code facts (git, library) with the notebook's sha256."
+    return {**manifest.get("code", {}), "notebook_sha256": manifest.get("notebook", {}).get("sha256")}
+
+
+def _environment_changes(a: dict, b: dict) -> list:
+    "`[fact, a, b]` for Python, platform and package versions that differ between environments `a` and `b`."
+    facts = ("python", "platform")
+    rows = _changed({key: a.get(key) for key in facts}, {key: b.get(key) for key in facts})
+    packages = _changed(a.get("packages", {}), b.get("packages", {}))
+    return rows + [[f"package {name}", version_a, version_b] for name, version_a, version_b in packages]
+
+# %% ../nbs/10_compare.ipynb #c0a1e012
 def diff_runs(a: Run, b: Run) -> dict:
     "What differs between runs `a` and `b`: params, metrics (all, with deltas), inputs, code, environment."
     ma, mb = a.manifest, b.manifest
-    metrics = []
-    for name in sorted(set(ma.get("metrics", {})) | set(mb.get("metrics", {}))):
-        va, vb = ma.get("metrics", {}).get(name), mb.get("metrics", {}).get(name)
-        delta = vb - va if va is not None and vb is not None else None
-        metrics.append([name, va, vb, delta])
-    inputs_a = {i["path"]: i["sha256"][:12] for i in ma.get("inputs", [])}
-    inputs_b = {i["path"]: i["sha256"][:12] for i in mb.get("inputs", [])}
-    code_a = {**ma.get("code", {}), "notebook_sha256": ma.get("notebook", {}).get("sha256")}
-    code_b = {**mb.get("code", {}), "notebook_sha256": mb.get("notebook", {}).get("sha256")}
-    env_a, env_b = ma.get("environment", {}), mb.get("environment", {})
-    environment = _changed({k: env_a.get(k) for k in ("python", "platform")},
-                           {k: env_b.get(k) for k in ("python", "platform")})
-    environment += [[f"package {name}", va, vb] for name, va, vb in
-                    _changed(env_a.get("packages", {}), env_b.get("packages", {}))]
-    return {"a": a.id, "b": b.id, "jobs": [a.job, b.job], "status": [a.status, b.status],
-            "params": [[n, _shown(x), _shown(y)] for n, x, y in _changed(ma.get("params", {}), mb.get("params", {}))],
-            "metrics": metrics, "inputs": _changed(inputs_a, inputs_b), "code": _changed(code_a, code_b),
-            "environment": environment}
+    params = [[name, _shown(x), _shown(y)] for name, x, y in _changed(ma.get("params", {}), mb.get("params", {}))]
+    return {"a": a.id, "b": b.id, "jobs": [a.job, b.job], "status": [a.status, b.status], "params": params,
+            "metrics": _metric_deltas(ma.get("metrics", {}), mb.get("metrics", {})),
+            "inputs": _changed(_input_hashes(ma), _input_hashes(mb)),
+            "code": _changed(_code_facts(ma), _code_facts(mb)),
+            "environment": _environment_changes(ma.get("environment", {}), mb.get("environment", {}))}
+
+# %% ../nbs/10_compare.ipynb #c0a1e016
+_DIFF_SECTIONS = [("params", ["param", "a", "b"]), ("metrics", ["metric", "a", "b", "delta"]),
+                  ("inputs", ["input", "a sha256", "b sha256"]), ("code", ["code", "a", "b"]),
+                  ("environment", ["environment", "a", "b"])]
 
 
 def format_diff(diff: dict) -> str:
     "`diff_runs` output as text sections."
     lines = [f"a: {diff['a']} ({diff['jobs'][0]}, {diff['status'][0]})",
              f"b: {diff['b']} ({diff['jobs'][1]}, {diff['status'][1]})"]
-    sections = [("params", ["param", "a", "b"]), ("metrics", ["metric", "a", "b", "delta"]),
-                ("inputs", ["input", "a sha256", "b sha256"]), ("code", ["code", "a", "b"]),
-                ("environment", ["environment", "a", "b"])]
-    for key, headers in sections:
+    for key, headers in _DIFF_SECTIONS:
         rows = diff[key]
         lines.append("")
         lines.append(format_table(rows, headers) if rows else f"{key}: no differences")
@@ -66,30 +84,33 @@ def varying_params(runs: list) -> list:
     names = sorted({name for run in runs for name in run.params})
     return [name for name in names if len({json.dumps(run.params.get(name), sort_keys=True) for run in runs}) > 1]
 
-
+# %% ../nbs/10_compare.ipynb #c0a1e022
 def sort_runs(runs: list, metric: str | None = None, ascending: bool = False) -> list:
-    "`runs` by `metric` (best first: descending unless `ascending`; runs without it last), else by id."
+    "`runs` by `metric` (best first: descending unless `ascending`; runs without it last), else as given."
     if not metric:
         return list(runs)
     known = [run for run in runs if run.metrics.get(metric) is not None]
     unknown = [run for run in runs if run.metrics.get(metric) is None]
     return sorted(known, key=lambda run: run.metrics[metric], reverse=not ascending) + unknown
 
+# %% ../nbs/10_compare.ipynb #c0a1e026
+def _metric_names(runs: list, metric: str | None) -> list:
+    "Every metric name of `runs`, sorted, with `metric` first."
+    names = sorted({name for run in runs for name in run.metrics})
+    return [metric] + [name for name in names if name != metric] if metric else names
+
 
 def compare_rows(runs: list, metric: str | None = None, ascending: bool = False) -> tuple:
     "`(headers, rows)` of the comparison table of `runs`."
     runs = sort_runs(runs, metric, ascending)
-    params = varying_params(runs)
-    metrics = sorted({name for run in runs for name in run.metrics})
-    if metric:
-        metrics = [metric] + [name for name in metrics if name != metric]
+    params, metrics = varying_params(runs), _metric_names(runs, metric)
     show_job = len({run.job for run in runs}) > 1
     headers = ["id", *(["job"] if show_job else []), "status", *params, *metrics]
     rows = [[run.id, *([run.job] if show_job else []), run.status, *[_shown(run.params.get(p)) for p in params],
              *[run.metrics.get(m) for m in metrics]] for run in runs]
     return headers, rows
 
-
+# %% ../nbs/10_compare.ipynb #c0a1e030
 def compare_table(runs: list, metric: str | None = None, ascending: bool = False) -> str:
     "The comparison table of `runs` as text."
     if not runs:
@@ -97,18 +118,20 @@ def compare_table(runs: list, metric: str | None = None, ascending: bool = False
     headers, rows = compare_rows(runs, metric, ascending)
     return format_table(rows, headers)
 
+# %% ../nbs/10_compare.ipynb #c0a1e034
+def _run_record(run: Run) -> dict:
+    "One row of `runs_frame`: job, status, times, `params.*` and `metrics.*`."
+    record = {"id": run.id, "job": run.job, "status": run.status, "started_at": run.started_at,
+              "duration_s": run.duration_s}
+    record.update({f"params.{name}": _shown(value) for name, value in run.params.items()})
+    record.update({f"metrics.{name}": value for name, value in run.metrics.items()})
+    return record
 
+# %% ../nbs/10_compare.ipynb #c0a1e036
 def runs_frame(job=None, status=None, archive=None):
     "Archived runs as a pandas DataFrame indexed by run id: job, status, times, `params.*`, `metrics.*`."
     import pandas as pd
-    runs = open_archive(archive).list_runs(job=job, status=status)
-    records = []
-    for run in runs:
-        record = {"id": run.id, "job": run.job, "status": run.status, "started_at": run.started_at,
-                  "duration_s": run.duration_s}
-        record.update({f"params.{name}": _shown(value) for name, value in run.params.items()})
-        record.update({f"metrics.{name}": value for name, value in run.metrics.items()})
-        records.append(record)
+    records = [_run_record(run) for run in open_archive(archive).list_runs(job=job, status=status)]
     frame = pd.DataFrame.from_records(records, columns=None if records else ["id", "job", "status"])
     if not frame.empty:
         frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)

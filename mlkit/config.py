@@ -22,7 +22,7 @@ from .errors import JobNotFoundError, UsageError
 ARCHIVE_ENV = "MLKIT_ARCHIVE"
 DEFAULTS = {"jobs": "nbs/jobs", "params": "params", "archive": "runs"}
 
-
+# %% ../nbs/01_config.ipynb #c0f20007
 @dataclass
 class Project:
     "Where a project's jobs, parameter files and archive live."
@@ -37,10 +37,12 @@ class Project:
 
     @property
     def jobs_dir(self) -> Path:
+        "The folder of the job notebooks."
         return self.path("jobs")
 
     @property
     def params_dir(self) -> Path:
+        "The folder of the YAML parameter files."
         return self.path("params")
 
     def archive_dir(self, override=None) -> Path:
@@ -63,7 +65,7 @@ def read_tool_settings(pyproject: Path) -> dict | None:
         raise UsageError(f"{pyproject}: unknown [tool.mlkit] keys {unknown}; known: {[*sorted(DEFAULTS), 'cache']}")
     return settings
 
-
+# %% ../nbs/01_config.ipynb #c0f2000e
 def find_project(start=None) -> Project:
     "The project containing `start` (default: the current directory)."
     here = Path(start or Path.cwd()).resolve()
@@ -82,7 +84,7 @@ def list_jobs(project: Project) -> list[str]:
         return []
     return sorted(p.stem for p in project.jobs_dir.glob("*.ipynb") if not p.name.startswith("."))
 
-
+# %% ../nbs/01_config.ipynb #c0f20014
 def resolve_job(job, project: Project) -> Path:
     "The notebook for `job`: an existing `.ipynb` path, or a name in the jobs folder."
     candidate = Path(job).expanduser()
@@ -96,13 +98,13 @@ def resolve_job(job, project: Project) -> Path:
     known = ", ".join(list_jobs(project)) or "none"
     raise JobNotFoundError(f"no job named {job!r} in {project.jobs_dir} (jobs: {known})")
 
-
+# %% ../nbs/01_config.ipynb #c0f20018
 def project_path(path, start=None) -> Path:
     "`path` as an absolute path: unchanged if absolute, else relative to the project root (jobs use this)."
     path = Path(path).expanduser()
     return path if path.is_absolute() else find_project(start).root / path
 
-
+# %% ../nbs/01_config.ipynb #c0f2001c
 def read_yaml(path, what: str = "file", error=UsageError):
     "The data in YAML file `path`; an unreadable or invalid file raises `error` naming `what` and the path."
     path = Path(path)
@@ -115,7 +117,7 @@ def read_yaml(path, what: str = "file", error=UsageError):
     except yaml.YAMLError as problem:
         raise error(f"{what} {path} is not valid YAML: {problem}") from None
 
-
+# %% ../nbs/01_config.ipynb #c0f20020
 def default_params_file(job_name: str, project: Project) -> Path | None:
     "The project's parameter file for `job_name` (`<params>/<job>.yaml`), if there is one."
     candidate = project.params_dir / f"{job_name}.yaml"

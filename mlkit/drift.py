@@ -29,7 +29,11 @@ class DriftSettings:
     std_floor: float = 1e-9
     epsilon: float = 1e-4
 
+# %% ../nbs/18_drift.ipynb #3d1f0e06
+def _no_values() -> dict:
+    return {"test": "none", "statistic": None, "threshold": None, "drifted": False, "note": "no values"}
 
+# %% ../nbs/18_drift.ipynb #3d1f0e08
 def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10, epsilon: float = 1e-4) -> float:
     "Population stability index of `current` against `reference`, on the reference's quantile bins."
     edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)))
@@ -40,21 +44,23 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10, epsilon: flo
     actual = np.histogram(current, edges)[0] / len(current) + epsilon
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
-# %% ../nbs/18_drift.ipynb #953f2b4d
-def numeric_drift(reference: pd.Series, current: pd.Series, settings: DriftSettings) -> dict:
-    "Drift of one numeric feature."
-    ref = pd.to_numeric(reference, errors="coerce").dropna().to_numpy(dtype=float)
-    cur = pd.to_numeric(current, errors="coerce").dropna().to_numpy(dtype=float)
-    if len(ref) == 0 or len(cur) == 0:
-        return {"test": "none", "statistic": None, "threshold": None, "drifted": False, "note": "no values"}
-    if np.ptp(ref) == 0 and np.ptp(cur) == 0:
-        same = ref[0] == cur[0]
-        return {"test": "constant", "statistic": 0.0 if same else 1.0, "threshold": 0.0, "drifted": not same,
-                "note": "constant column" + ("" if same else f": {ref[0]} became {cur[0]}")}
-    if min(len(ref), len(cur)) < settings.large_sample:
-        result = stats.ks_2samp(ref, cur)
-        return {"test": "ks", "statistic": float(result.pvalue), "threshold": settings.alpha,
-                "drifted": bool(result.pvalue < settings.alpha), "note": f"KS statistic {result.statistic:.3f}"}
+# %% ../nbs/18_drift.ipynb #3d1f0e0c
+def _constant_drift(ref: np.ndarray, cur: np.ndarray) -> dict:
+    "Drift of a numeric feature constant in both samples: drifted when the value changed."
+    same = ref[0] == cur[0]
+    return {"test": "constant", "statistic": 0.0 if same else 1.0, "threshold": 0.0, "drifted": not same,
+            "note": "constant column" + ("" if same else f": {ref[0]} became {cur[0]}")}
+
+# %% ../nbs/18_drift.ipynb #3d1f0e10
+def _ks_drift(ref: np.ndarray, cur: np.ndarray, settings: DriftSettings) -> dict:
+    "Two-sample Kolmogorov-Smirnov test: drifted when p < `alpha`."
+    result = stats.ks_2samp(ref, cur)
+    return {"test": "ks", "statistic": float(result.pvalue), "threshold": settings.alpha,
+            "drifted": bool(result.pvalue < settings.alpha), "note": f"KS statistic {result.statistic:.3f}"}
+
+# %% ../nbs/18_drift.ipynb #3d1f0e14
+def _distance_drift(ref: np.ndarray, cur: np.ndarray, settings: DriftSettings) -> dict:
+    "PSI and normalized Wasserstein distance: drifted when either is above its threshold."
     index = psi(ref, cur, epsilon=settings.epsilon)
     distance = stats.wasserstein_distance(ref, cur) / max(float(np.std(ref)), settings.std_floor)
     drifted = index > settings.psi_threshold or distance > settings.wasserstein_threshold
@@ -62,7 +68,36 @@ def numeric_drift(reference: pd.Series, current: pd.Series, settings: DriftSetti
             "drifted": bool(drifted), "note": f"PSI {index:.4f} (threshold {settings.psi_threshold})",
             "psi": index}
 
+# %% ../nbs/18_drift.ipynb #953f2b4d
+def numeric_drift(reference: pd.Series, current: pd.Series, settings: DriftSettings) -> dict:
+    "Drift of one numeric feature."
+    ref = pd.to_numeric(reference, errors="coerce").dropna().to_numpy(dtype=float)
+    cur = pd.to_numeric(current, errors="coerce").dropna().to_numpy(dtype=float)
+    if len(ref) == 0 or len(cur) == 0:
+        return _no_values()
+    if np.ptp(ref) == 0 and np.ptp(cur) == 0:
+        return _constant_drift(ref, cur)
+    if min(len(ref), len(cur)) < settings.large_sample:
+        return _ks_drift(ref, cur, settings)
+    return _distance_drift(ref, cur, settings)
 
+# %% ../nbs/18_drift.ipynb #3d1f0e1b
+def _chi2_drift(ref: np.ndarray, cur: np.ndarray, unseen: list, note: str, settings: DriftSettings) -> dict:
+    "Two-sample chi-square on the category counts: drifted when p < `alpha` or a category is new."
+    table = np.vstack([ref, cur])
+    table = table[:, table.sum(axis=0) > 0]
+    _, pvalue, _, _ = stats.chi2_contingency(table)
+    return {"test": "chi2", "statistic": float(pvalue), "threshold": settings.alpha,
+            "drifted": bool(pvalue < settings.alpha or bool(unseen)), "note": note}
+
+# %% ../nbs/18_drift.ipynb #3d1f0e1f
+def _js_drift(ref: np.ndarray, cur: np.ndarray, note: str, settings: DriftSettings) -> dict:
+    "Jensen-Shannon distance between the category shares: drifted when above `js_threshold`."
+    distance = float(jensenshannon(ref / ref.sum(), cur / cur.sum(), base=2))
+    return {"test": "jensen-shannon", "statistic": round(distance, 6), "threshold": settings.js_threshold,
+            "drifted": bool(distance > settings.js_threshold), "note": note}
+
+# %% ../nbs/18_drift.ipynb #3d1f0e23
 def categorical_drift(reference: pd.Series, current: pd.Series, settings: DriftSettings) -> dict:
     "Drift of one categorical feature; categories seen only in the current batch count."
     ref_counts = reference.dropna().astype(str).value_counts()
@@ -73,18 +108,22 @@ def categorical_drift(reference: pd.Series, current: pd.Series, settings: DriftS
     ref = np.array([ref_counts.get(c, 0) for c in categories], dtype=float)
     cur = np.array([cur_counts.get(c, 0) for c in categories], dtype=float)
     if ref.sum() == 0 or cur.sum() == 0:
-        return {"test": "none", "statistic": None, "threshold": None, "drifted": False, "note": "no values"}
+        return _no_values()
     if len(categories) == 1:
         return {"test": "constant", "statistic": 0.0, "threshold": 0.0, "drifted": False, "note": "one category"}
     if min(ref.sum(), cur.sum()) < settings.large_sample:
-        table = np.vstack([ref, cur])
-        table = table[:, table.sum(axis=0) > 0]
-        _, pvalue, _, _ = stats.chi2_contingency(table)
-        return {"test": "chi2", "statistic": float(pvalue), "threshold": settings.alpha,
-                "drifted": bool(pvalue < settings.alpha or bool(unseen)), "note": note}
-    distance = float(jensenshannon(ref / ref.sum(), cur / cur.sum(), base=2))
-    return {"test": "jensen-shannon", "statistic": round(distance, 6), "threshold": settings.js_threshold,
-            "drifted": bool(distance > settings.js_threshold), "note": note}
+        return _chi2_drift(ref, cur, unseen, note, settings)
+    return _js_drift(ref, cur, note, settings)
+
+# %% ../nbs/18_drift.ipynb #3d1f0e27
+_REPORT_COLUMNS = ["feature", "type", "test", "statistic", "threshold", "drifted", "note"]
+
+
+def _missing_row(feature: str, kind: str, reference: pd.DataFrame, current: pd.DataFrame) -> dict:
+    "The report row of a feature missing from one of the samples."
+    where = "current batch" if feature not in current.columns else "reference"
+    return {"feature": feature, "type": kind, "test": "missing", "statistic": None, "threshold": None,
+            "drifted": True, "note": f"missing in the {where}"}
 
 # %% ../nbs/18_drift.ipynb #ec3c1a88
 def drift_report(reference: pd.DataFrame, current: pd.DataFrame, numeric: list, categorical: list,
@@ -95,17 +134,15 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, numeric: list, 
     for feature in list(numeric) + list(categorical):
         kind = "numeric" if feature in numeric else "categorical"
         if feature not in current.columns or feature not in reference.columns:
-            where = "current batch" if feature not in current.columns else "reference"
-            rows.append({"feature": feature, "type": kind, "test": "missing", "statistic": None, "threshold": None,
-                         "drifted": True, "note": f"missing in the {where}"})
+            rows.append(_missing_row(feature, kind, reference, current))
             continue
         check = numeric_drift if kind == "numeric" else categorical_drift
         result = check(reference[feature], current[feature], settings)
         result.pop("psi", None)
         rows.append({"feature": feature, "type": kind, **result})
-    return pd.DataFrame(rows, columns=["feature", "type", "test", "statistic", "threshold", "drifted", "note"])
+    return pd.DataFrame(rows, columns=_REPORT_COLUMNS)
 
-
+# %% ../nbs/18_drift.ipynb #3d1f0e2a
 def dataset_drift(report: pd.DataFrame, settings: DriftSettings | None = None) -> dict:
     "Whether the dataset drifted: the share of drifted features against `drift_share`."
     settings = settings or DriftSettings()

@@ -13,25 +13,25 @@ class MlkitError(Exception):
 
     exit_code = 1
 
-
+# %% ../nbs/00_errors.ipynb #e7700a06
 class UsageError(MlkitError, ValueError):
     "The request was wrong: bad arguments, parameters, files or references (exit 2)."
 
     exit_code = 2
 
-
+# %% ../nbs/00_errors.ipynb #e7700a09
 class ParameterError(UsageError):
     "One or more job parameters are unknown, mistyped or unreadable."
 
-
+# %% ../nbs/00_errors.ipynb #e7700a0c
 class JobNotFoundError(UsageError, LookupError):
     "No notebook matches the job name or path."
 
-
+# %% ../nbs/00_errors.ipynb #e7700a10
 class RunNotFoundError(UsageError, LookupError):
     "No archived run matches an id or prefix, or the prefix matches several."
 
-
+# %% ../nbs/00_errors.ipynb #e7700a14
 class JobFailed(MlkitError):
     "An archived run did not succeed; `run` is the archived `Run`."
 

@@ -26,26 +26,28 @@ def group_metrics(y_true, y_pred, sensitive) -> pd.DataFrame:
     result["count"] = result["count"].astype(int)
     return result
 
-
-def fairness_summary(y_true, y_pred, sensitive) -> dict:
-    "Demographic parity difference and ratio, equalized odds difference, and group sizes."
-    from fairlearn.metrics import (demographic_parity_difference, demographic_parity_ratio,
-                                   equalized_odds_difference)
-    sizes = pd.Series(sensitive).astype(str).value_counts().sort_index()
-    return {"demographic_parity_difference": _defined(demographic_parity_difference(
-                y_true, y_pred, sensitive_features=sensitive)),
-            "demographic_parity_ratio": _defined(demographic_parity_ratio(y_true, y_pred, sensitive_features=sensitive)),
-            "equalized_odds_difference": _defined(equalized_odds_difference(
-                y_true, y_pred, sensitive_features=sensitive)),
-            "group_sizes": {str(k): int(v) for k, v in sizes.items()}, "smallest_group": int(sizes.min())}
-
-
+# %% ../nbs/15_fairness.ipynb #e1f0a007
 def _defined(value) -> float | None:
     "`value` as a float, or None when it is undefined (NaN)."
     value = float(value)
     return None if math.isnan(value) else value
 
+# %% ../nbs/15_fairness.ipynb #e1f0a009
+def fairness_summary(y_true, y_pred, sensitive) -> dict:
+    "Demographic parity difference and ratio, equalized odds difference, and group sizes."
+    from fairlearn.metrics import (demographic_parity_difference, demographic_parity_ratio,
+                                   equalized_odds_difference)
+    sizes = pd.Series(sensitive).astype(str).value_counts().sort_index()
+    figures = {"demographic_parity_difference": demographic_parity_difference,
+               "demographic_parity_ratio": demographic_parity_ratio,
+               "equalized_odds_difference": equalized_odds_difference}
+    summary = {name: _defined(figure(y_true, y_pred, sensitive_features=sensitive))
+               for name, figure in figures.items()}
+    summary["group_sizes"] = {str(label): int(size) for label, size in sizes.items()}
+    summary["smallest_group"] = int(sizes.min())
+    return summary
 
+# %% ../nbs/15_fairness.ipynb #e1f0a016
 def fairness_report(y_true, y_pred, groups: pd.DataFrame) -> tuple:
     "`(per-group table, {attribute: summary})` for every column of `groups`."
     tables, summaries = [], {}

@@ -17,13 +17,13 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-# %% ../nbs/03_fingerprint.ipynb #e5106d17
-CHUNK = 1 << 20
-
-
+# %% ../nbs/03_fingerprint.ipynb #fb3a0c03
 def sha256_bytes(data: bytes) -> str:
     "Hex sha256 of `data`."
     return hashlib.sha256(data).hexdigest()
+
+# %% ../nbs/03_fingerprint.ipynb #e5106d17
+CHUNK = 1 << 20
 
 
 def sha256_file(path) -> str:
@@ -34,7 +34,7 @@ def sha256_file(path) -> str:
             digest.update(block)
     return digest.hexdigest()
 
-
+# %% ../nbs/03_fingerprint.ipynb #fb3a0c10
 def file_record(path, shown_as=None) -> dict:
     "`{path, sha256, bytes}` for the file at `path` (`path` recorded as `shown_as` when given)."
     path = Path(path)
@@ -54,22 +54,25 @@ def library_sha256() -> str:
         digest.update(source.read_bytes() + b"\0")
     return digest.hexdigest()
 
+# %% ../nbs/03_fingerprint.ipynb #fb3a0c17
+def _git(folder, *args) -> subprocess.CompletedProcess:
+    "Run `git -C folder args`, capturing its output."
+    return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10,
+                          check=False)
 
+# %% ../nbs/03_fingerprint.ipynb #fb3a0c18
 def git_state(folder) -> dict:
     "`{git_commit, git_dirty}` of the repository holding `folder` (None values outside git)."
-    def git(*args):
-        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10,
-                              check=False)
     try:
-        head = git("rev-parse", "HEAD")
+        head = _git(folder, "rev-parse", "HEAD")
         if head.returncode != 0:
             return {"git_commit": None, "git_dirty": None}
-        status = git("status", "--porcelain", "--untracked-files=no")
+        status = _git(folder, "status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.TimeoutExpired):
         return {"git_commit": None, "git_dirty": None}
     return {"git_commit": head.stdout.strip(), "git_dirty": bool(status.stdout.strip())}
 
-
+# %% ../nbs/03_fingerprint.ipynb #fb3a0c22
 @lru_cache(maxsize=1)
 def installed_packages() -> dict:
     "Installed distributions of this interpreter: name -> version, sorted by name."
@@ -81,7 +84,7 @@ def installed_packages() -> dict:
             packages[name.lower().replace("_", "-")] = distribution.version
     return dict(sorted(packages.items()))
 
-
+# %% ../nbs/03_fingerprint.ipynb #fb3a0c26
 def environment() -> dict:
     "`{python, platform, executable, packages}` of this interpreter."
     return {"python": platform.python_version(), "platform": platform.platform(),

@@ -21,7 +21,7 @@ class Criterion:
     passed: bool
     detail: str = ""
 
-
+# %% ../nbs/16_gate.ipynb #7a3e0c06
 @dataclass
 class GateResult:
     "All criteria of a gate and the verdict."
@@ -43,7 +43,48 @@ class GateResult:
     def as_dict(self) -> dict:
         return {"verdict": self.verdict, "criteria": [asdict(c) for c in self.criteria], "reasons": self.reasons}
 
+# %% ../nbs/16_gate.ipynb #7a3e0c0c
+def _better_or_equal(value: float, bound: float, higher_is_better: bool) -> bool:
+    "True when `value` is at least as good as `bound` in the metric's direction."
+    if higher_is_better:
+        return value >= bound
+    return value <= bound
 
+
+def _sign(higher_is_better: bool) -> str:
+    return "≥" if higher_is_better else "≤"
+
+# %% ../nbs/16_gate.ipynb #7a3e0c0f
+def _floor_criterion(metric: str, value: float, floor: float, higher_is_better: bool) -> Criterion:
+    "The metric reaches `floor` in its direction."
+    ok = _better_or_equal(value, floor, higher_is_better)
+    return Criterion(f"{metric} floor", value, floor, ok,
+                     f"{metric} {value:.4f} {'meets' if ok else 'misses'} {_sign(higher_is_better)} {floor}")
+
+# %% ../nbs/16_gate.ipynb #7a3e0c13
+def _non_inferiority_criterion(metric: str, value: float, baseline: float, tolerance: float,
+                               higher_is_better: bool) -> Criterion:
+    "The metric is worse than `baseline` by at most `tolerance`."
+    bound = baseline - tolerance if higher_is_better else baseline + tolerance
+    ok = _better_or_equal(value, bound, higher_is_better)
+    return Criterion(
+        f"{metric} non-inferiority", value, bound, ok,
+        f"{metric} {value:.4f} vs baseline {baseline:.4f} (tolerance {tolerance}): must be "
+        f"{_sign(higher_is_better)} {bound:.4f}")
+
+# %% ../nbs/16_gate.ipynb #7a3e0c17
+def _fairness_criterion(attribute: str, key: str, figure: float | None, threshold: float,
+                        is_maximum: bool) -> Criterion:
+    "Fairness figure `key` of group attribute `attribute` against its bound (a maximum or a minimum)."
+    name = f"{key} [{attribute}]"
+    relation = "≤" if is_maximum else "≥"
+    if figure is None:
+        return Criterion(name, None, threshold, False,
+                         f"undefined (e.g. nobody selected), cannot show {relation} {threshold}")
+    ok = figure <= threshold if is_maximum else figure >= threshold
+    return Criterion(name, figure, threshold, ok, f"{figure:.4f} must be {relation} {threshold}")
+
+# %% ../nbs/16_gate.ipynb #7a3e0c1b
 def quality_gate(metric: str, value: float, *, higher_is_better: bool = True, floor: float | None = None,
                  baseline: float | None = None, tolerance: float = 0.0, fairness: dict | None = None,
                  max_dp_difference: float | None = None, min_dp_ratio: float | None = None,
@@ -52,33 +93,15 @@ def quality_gate(metric: str, value: float, *, higher_is_better: bool = True, fl
     if tolerance < 0:
         raise ValueError(f"tolerance must not be negative, got {tolerance}")
     result = GateResult()
-    def better_or_equal(a, b):
-        return a >= b if higher_is_better else a <= b
-    sign = "≥" if higher_is_better else "≤"
     if floor is not None:
-        ok = better_or_equal(value, floor)
-        result.criteria.append(Criterion(f"{metric} floor", value, floor, ok,
-                                         f"{metric} {value:.4f} {'meets' if ok else 'misses'} {sign} {floor}"))
+        result.criteria.append(_floor_criterion(metric, value, floor, higher_is_better))
     if baseline is not None:
-        bound = baseline - tolerance if higher_is_better else baseline + tolerance
-        ok = better_or_equal(value, bound)
-        result.criteria.append(Criterion(
-            f"{metric} non-inferiority", value, bound, ok,
-            f"{metric} {value:.4f} vs baseline {baseline:.4f} (tolerance {tolerance}): must be {sign} {bound:.4f}"))
+        result.criteria.append(_non_inferiority_criterion(metric, value, baseline, tolerance, higher_is_better))
+    bounds = [("demographic_parity_difference", max_dp_difference, True),
+              ("demographic_parity_ratio", min_dp_ratio, False),
+              ("equalized_odds_difference", max_eo_difference, True)]
     for attribute, summary in (fairness or {}).items():
-        checks = [("demographic_parity_difference", max_dp_difference, True),
-                  ("demographic_parity_ratio", min_dp_ratio, False),
-                  ("equalized_odds_difference", max_eo_difference, True)]
-        for key, threshold, is_maximum in checks:
-            if threshold is None:
-                continue
-            figure = summary[key]
-            relation = "≤" if is_maximum else "≥"
-            if figure is None:
-                result.criteria.append(Criterion(f"{key} [{attribute}]", None, threshold, False,
-                                                 f"undefined (e.g. nobody selected), cannot show {relation} {threshold}"))
-                continue
-            ok = figure <= threshold if is_maximum else figure >= threshold
-            result.criteria.append(Criterion(f"{key} [{attribute}]", figure, threshold, ok,
-                                             f"{figure:.4f} must be {relation} {threshold}"))
+        for key, threshold, is_maximum in bounds:
+            if threshold is not None:
+                result.criteria.append(_fairness_criterion(attribute, key, summary[key], threshold, is_maximum))
     return result

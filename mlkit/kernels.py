@@ -30,7 +30,7 @@ def this_environment_spec():
         metadata={"debugger": True},
     )
 
-
+# %% ../nbs/06_kernels.ipynb #6c0de008
 @lru_cache(maxsize=1)
 def spec_manager_class():
     "A `KernelSpecManager` subclass where `mlkit-python` always means this interpreter."
@@ -46,7 +46,7 @@ def spec_manager_class():
 
     return ThisEnvironmentSpecManager
 
-
+# %% ../nbs/06_kernels.ipynb #6c0de013
 def choose_kernel(requested: str | None, language: str, notebook_kernel: str | None) -> str:
     "The kernel name to run with: `requested`, else this environment for Python, else the notebook's own."
     if requested:
@@ -57,7 +57,7 @@ def choose_kernel(requested: str | None, language: str, notebook_kernel: str | N
         raise UsageError(f"the notebook's language is {language!r} but it names no kernel; pass --kernel")
     return notebook_kernel
 
-
+# %% ../nbs/06_kernels.ipynb #6c0de017
 def kernel_manager(kernel_name: str):
     "An `AsyncKernelManager` for `kernel_name`; an unknown name is a `UsageError` listing the installed ones."
     from jupyter_client.kernelspec import NoSuchKernel
@@ -71,7 +71,7 @@ def kernel_manager(kernel_name: str):
         raise UsageError(f"no kernel named {kernel_name!r}; kernels: {', '.join(known)}") from None
     return manager
 
-
+# %% ../nbs/06_kernels.ipynb #6c0de021
 def kernel_description(manager) -> dict:
     "`{name, display_name, interpreter, argv}` of the kernel `manager` starts."
     spec = manager.kernel_spec
@@ -79,7 +79,7 @@ def kernel_description(manager) -> dict:
     return {"name": manager.kernel_name, "display_name": spec.display_name,
             "interpreter": shutil.which(program) or program, "argv": list(spec.argv)}
 
-
+# %% ../nbs/06_kernels.ipynb #6c0de025
 def start_kernel(manager, cwd, env: dict, log_file=None):
     "Launch the kernel process (returns at once; the kernel boots in the background)."
     from jupyter_core.utils import run_sync
@@ -88,7 +88,7 @@ def start_kernel(manager, cwd, env: dict, log_file=None):
         manager.ip = str(Path(tempfile.mkdtemp(prefix="mlkit-")) / "kernel")
     run_sync(manager.start_kernel)(cwd=str(cwd), env=env, stdout=log_file, stderr=log_file)
 
-
+# %% ../nbs/06_kernels.ipynb #6c0de027
 def stop_kernel(manager):
     "Shut the kernel down now, killing its process if a clean shutdown fails."
     from jupyter_core.utils import run_sync

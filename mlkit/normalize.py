@@ -14,8 +14,6 @@ import re
 
 # %% ../nbs/07_normalize.ipynb #05798b00
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,16}")
-_VOLATILE_MIME = {"application/vnd.jupyter.widget-view+json"}
-_PAPERMILL_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
 
 
 def _text(value) -> str:
@@ -24,30 +22,42 @@ def _text(value) -> str:
 
 
 def _mask(text: str) -> str:
+    "`text` with memory addresses replaced by `0x?`."
     return _ADDRESS.sub("0x?", text)
 
+# %% ../nbs/07_normalize.ipynb #7c1e0a06
+_VOLATILE_MIME = {"application/vnd.jupyter.widget-view+json"}
 
+
+def _add_stream(result: list, name, text: str):
+    "Append stream `text` to `result`, merged into the last entry when that is the same stream."
+    if result and result[-1]["type"] == "stream" and result[-1]["name"] == name:
+        result[-1]["text"] += text
+    else:
+        result.append({"type": "stream", "name": name, "text": text})
+
+
+def _rich_data(output: dict) -> dict:
+    "The data of a display output by MIME type, addresses masked, widget views left out."
+    return {mime: _mask(_text(value)) if isinstance(value, (str, list)) else value
+            for mime, value in sorted(output.get("data", {}).items()) if mime not in _VOLATILE_MIME}
+
+# %% ../nbs/07_normalize.ipynb #7c1e0a07
 def normalized_outputs(outputs: list) -> list:
     "The outputs of one code cell in normalized form."
     result = []
     for output in outputs:
         kind = output.get("output_type")
         if kind == "stream":
-            text = _mask(_text(output.get("text", "")))
-            if result and result[-1]["type"] == "stream" and result[-1]["name"] == output.get("name"):
-                result[-1]["text"] += text
-            else:
-                result.append({"type": "stream", "name": output.get("name"), "text": text})
+            _add_stream(result, output.get("name"), _mask(_text(output.get("text", ""))))
         elif kind in ("execute_result", "display_data"):
-            data = {mime: _mask(_text(value)) if isinstance(value, (str, list)) else value
-                    for mime, value in sorted(output.get("data", {}).items()) if mime not in _VOLATILE_MIME}
-            result.append({"type": "data", "data": data})
+            result.append({"type": "data", "data": _rich_data(output)})
         elif kind == "error":
             result.append({"type": "error", "ename": output.get("ename"),
                            "evalue": _mask(str(output.get("evalue", "")))})
     return result
 
-
+# %% ../nbs/07_normalize.ipynb #7c1e0a11
 def normalized_notebook(nb: dict, outputs: bool = True) -> list:
     "The normalized form of notebook `nb` (a dict): cell types, sources and, if `outputs`, outputs."
     cells = []
@@ -58,9 +68,13 @@ def normalized_notebook(nb: dict, outputs: bool = True) -> list:
         cells.append(entry)
     return cells
 
-
+# %% ../nbs/07_normalize.ipynb #7c1e0a15
 def _digest(data) -> str:
+    "sha256 of `data` as canonical JSON."
     return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+# %% ../nbs/07_normalize.ipynb #7c1e0a17
+_PAPERMILL_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
 
 
 def source_sha256(nb: dict) -> str:
@@ -69,7 +83,7 @@ def source_sha256(nb: dict) -> str:
              if not _PAPERMILL_TAGS & set(cell.get("metadata", {}).get("tags", []))]
     return _digest(normalized_notebook({"cells": cells}, outputs=False))
 
-
+# %% ../nbs/07_normalize.ipynb #7c1e0a20
 def output_sha256(nb: dict) -> str:
     "Hash of what an executed notebook produced: sources and normalized outputs."
     return _digest(normalized_notebook(nb, outputs=True))

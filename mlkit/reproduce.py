@@ -19,6 +19,10 @@ from .fingerprint import sha256_file
 from .textable import format_table
 
 # %% ../nbs/11_reproduce.ipynb #930db6e5
+_VERDICT_ASPECTS = ("status", "metric", "outputs")
+_COLUMNS = ("aspect", "item", "original", "reproduced", "verdict")
+
+
 @dataclass
 class Reproduction:
     "The outcome of re-executing a run: both runs, one row per compared item, the verdict."
@@ -29,17 +33,19 @@ class Reproduction:
 
     @property
     def matched(self) -> bool:
-        return all(row[4] != "differs" for row in self.rows if row[0] in ("status", "metric", "outputs"))
+        "True unless a status, metric or outputs row differs."
+        return all(row[4] != "differs" for row in self.rows if row[0] in _VERDICT_ASPECTS)
 
     def table(self) -> str:
-        return format_table(self.rows, ["aspect", "item", "original", "reproduced", "verdict"])
+        "The rows as a text table."
+        return format_table(self.rows, list(_COLUMNS))
 
     def as_dict(self) -> dict:
-        keys = ("aspect", "item", "original", "reproduced", "verdict")
+        "Both run ids, the verdict and the rows as dicts (for `--json`)."
         return {"original": self.original.id, "reproduced": self.reproduced.id, "matched": self.matched,
-                "rows": [dict(zip(keys, row, strict=True)) for row in self.rows]}
+                "rows": [dict(zip(_COLUMNS, row, strict=True)) for row in self.rows]}
 
-
+# %% ../nbs/11_reproduce.ipynb #d0b1e006
 def input_state(record: dict) -> tuple:
     "`(state, sha256 now)` of an input the original run read: `same`, `changed` or `missing`."
     path = Path(record["path"])
@@ -48,7 +54,7 @@ def input_state(record: dict) -> tuple:
     now = sha256_file(path)
     return ("same" if now == record["sha256"] else "changed"), now
 
-
+# %% ../nbs/11_reproduce.ipynb #060dd074
 def metric_rows(original: dict, reproduced: dict, rtol: float, atol: float) -> list:
     "Rows comparing two runs' metrics."
     rows = []
@@ -58,23 +64,73 @@ def metric_rows(original: dict, reproduced: dict, rtol: float, atol: float) -> l
         rows.append(["metric", name, a, b, "match" if same else "differs"])
     return rows
 
+# %% ../nbs/11_reproduce.ipynb #d0b1e012
+_FACTS = [("python", ("environment", "python")), ("git commit", ("code", "git_commit")),
+          ("mlkit", ("code", "mlkit_version")), ("library", ("code", "library_sha256")),
+          ("notebook", ("notebook", "sha256"))]
 
+
+def _package_rows(packages_a: dict, packages_b: dict) -> list:
+    "Rows for the packages whose versions differ between two environments."
+    names = sorted(set(packages_a) | set(packages_b))
+    return [["environment", f"package {name}", packages_a.get(name), packages_b.get(name), "note"]
+            for name in names if packages_a.get(name) != packages_b.get(name)]
+
+# %% ../nbs/11_reproduce.ipynb #d0b1e014
 def environment_rows(original: dict, reproduced: dict) -> list:
     "Rows for the code and environment facts that differ between two manifests (informational)."
     rows = []
-    facts = [("python", ("environment", "python")), ("git commit", ("code", "git_commit")),
-             ("mlkit", ("code", "mlkit_version")), ("library", ("code", "library_sha256")),
-             ("notebook", ("notebook", "sha256"))]
-    for label, (section, key) in facts:
+    for label, (section, key) in _FACTS:
         a, b = original.get(section, {}).get(key), reproduced.get(section, {}).get(key)
         if a != b:
             rows.append(["environment", label, str(a)[:16], str(b)[:16], "note"])
     packages_a = original.get("environment", {}).get("packages", {})
     packages_b = reproduced.get("environment", {}).get("packages", {})
-    for name in sorted(set(packages_a) | set(packages_b)):
-        if packages_a.get(name) != packages_b.get(name):
-            rows.append(["environment", f"package {name}", packages_a.get(name), packages_b.get(name), "note"])
-    return rows
+    return rows + _package_rows(packages_a, packages_b)
+
+# %% ../nbs/11_reproduce.ipynb #d0b1e018
+def _same(a, b) -> str:
+    "`match` when `a == b`, else `differs`."
+    return "match" if a == b else "differs"
+
+
+def _comparison_rows(original: Run, reproduced: Run, states: list, rtol: float, atol: float) -> list:
+    "Every row of a reproduction; `states` holds `(input record, state, sha256 now)`."
+    a, b = original.manifest, reproduced.manifest
+    rows = [["status", "", original.status, reproduced.status, _same(original.status, reproduced.status)]]
+    rows += metric_rows(a.get("metrics", {}), b.get("metrics", {}), rtol, atol)
+    rows.append(["outputs", "output_sha256", str(a.get("output_sha256"))[:12], str(b.get("output_sha256"))[:12],
+                 _same(a.get("output_sha256"), b.get("output_sha256"))])
+    for record, state, now in states:
+        rows.append(["input", record["path"], record["sha256"][:12], (now or "-")[:12], state])
+    return rows + environment_rows(a, b)
+
+# %% ../nbs/11_reproduce.ipynb #d0b1e021
+def _project_of(manifest: dict):
+    "The project the run was made in (the current one when its folder is gone)."
+    root = Path(manifest.get("project") or ".")
+    return find_project(root if root.is_dir() else None)
+
+
+def _notebook_to_run(original: Run, project, current: bool) -> Path:
+    "The archived source notebook of `original`, or with `current` the job's working copy."
+    if current:
+        path = project.root / original.manifest["notebook"]["path"]
+        if not path.is_file():
+            raise UsageError(f"--current: the job notebook {path} no longer exists")
+        return path
+    path = original.path / "source.ipynb"
+    if not path.is_file():
+        raise UsageError(f"run {original.id} has no archived source notebook ({path})")
+    return path
+
+# %% ../nbs/11_reproduce.ipynb #d0b1e022
+def _working_directory(manifest: dict, notebook_path: Path) -> Path:
+    "The run's working directory (the notebook's folder when the manifest has none); it must still exist."
+    cwd = Path(manifest.get("cwd") or notebook_path.parent)
+    if not cwd.is_dir():
+        raise UsageError(f"the run's working directory {cwd} no longer exists")
+    return cwd
 
 # %% ../nbs/11_reproduce.ipynb #986ad1f3
 def reproduce(reference: str, *, current: bool = False, rtol: float = 0.0, atol: float = 0.0, archive=None,
@@ -86,19 +142,9 @@ def reproduce(reference: str, *, current: bool = False, rtol: float = 0.0, atol:
     store: Archive = open_archive(archive)
     original = store.get_run(reference)
     manifest = original.manifest
-    project_root = Path(manifest.get("project") or ".")
-    project = find_project(project_root if project_root.is_dir() else None)
-    if current:
-        notebook_path = project.root / manifest["notebook"]["path"]
-        if not notebook_path.is_file():
-            raise UsageError(f"--current: the job notebook {notebook_path} no longer exists")
-    else:
-        notebook_path = original.path / "source.ipynb"
-        if not notebook_path.is_file():
-            raise UsageError(f"run {original.id} has no archived source notebook ({notebook_path})")
-    cwd = Path(manifest.get("cwd") or notebook_path.parent)
-    if not cwd.is_dir():
-        raise UsageError(f"the run's working directory {cwd} no longer exists")
+    project = _project_of(manifest)
+    notebook_path = _notebook_to_run(original, project, current)
+    cwd = _working_directory(manifest, notebook_path)
     states = [(record, *input_state(record)) for record in manifest.get("inputs", [])]
     kernel = manifest.get("kernel", {}).get("name")
     prepared = prepare(original.job, manifest.get("params_given", {}), use_default_params=False, project=project,
@@ -106,14 +152,4 @@ def reproduce(reference: str, *, current: bool = False, rtol: float = 0.0, atol:
     if announce:
         announce(f"reproducing run {original.id} ({'working copy' if current else 'archived notebook'})")
     reproduced = execute(prepared, store, timeout=timeout, extra={"reproduces": original.id}, announce=announce)
-    new_manifest = reproduced.manifest
-    rows = [["status", "", original.status, reproduced.status,
-             "match" if original.status == reproduced.status else "differs"]]
-    rows += metric_rows(manifest.get("metrics", {}), new_manifest.get("metrics", {}), rtol, atol)
-    same_output = manifest.get("output_sha256") == new_manifest.get("output_sha256")
-    rows.append(["outputs", "output_sha256", str(manifest.get("output_sha256"))[:12],
-                 str(new_manifest.get("output_sha256"))[:12], "match" if same_output else "differs"])
-    for record, state, now in states:
-        rows.append(["input", record["path"], record["sha256"][:12], (now or "-")[:12], state])
-    rows += environment_rows(manifest, new_manifest)
-    return Reproduction(original=original, reproduced=reproduced, rows=rows)
+    return Reproduction(original, reproduced, _comparison_rows(original, reproduced, states, rtol, atol))
