@@ -6,7 +6,7 @@ Docs: https://mlkit-dev.github.io/mlkit/contract.html.md"""
 
 # %% auto #0
 __all__ = ['DTYPES', 'DEFAULT_FORBIDDEN_COLUMNS', 'DEFAULT_FORBIDDEN_PATTERNS', 'MAX_CATEGORIES', 'MAX_EXAMPLES', 'dtype_of',
-           'ContractViolation', 'infer_contract', 'write_contract', 'load_contract', 'ContractReport', 'check_contract']
+           'infer_contract', 'write_contract', 'load_contract', 'ContractReport', 'ContractViolation', 'check_contract']
 
 # %% ../nbs/13_contract.ipynb #d6fa55b6
 import re
@@ -21,14 +21,6 @@ from .errors import MlkitError, UsageError
 
 # %% ../nbs/13_contract.ipynb #18960181
 DTYPES = ("integer", "float", "boolean", "string", "datetime")
-DEFAULT_FORBIDDEN_COLUMNS = ["name", "student_name", "full_name", "email", "student_email", "phone", "address",
-                             "ssn", "date_of_birth"]
-DEFAULT_FORBIDDEN_PATTERNS = {
-    "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
-    "phone": r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,4}|\(\d{3}\) ?\d{3}-\d{4}",
-}
-MAX_CATEGORIES = 25
-MAX_EXAMPLES = 5
 
 
 def dtype_of(series: pd.Series) -> str:
@@ -43,13 +35,15 @@ def dtype_of(series: pd.Series) -> str:
         return "datetime"
     return "string"
 
-# %% ../nbs/13_contract.ipynb #0b24e764
-class ContractViolation(MlkitError):
-    "Data failed its contract; `report` lists every failure."
-
-    def __init__(self, report):
-        super().__init__(report.text())
-        self.report = report
+# %% ../nbs/13_contract.ipynb #9fb3b9ed
+DEFAULT_FORBIDDEN_COLUMNS = ["name", "full_name", "first_name", "last_name", "email", "phone", "address",
+                             "ssn", "date_of_birth"]
+DEFAULT_FORBIDDEN_PATTERNS = {
+    "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
+    "phone": r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,4}|\(\d{3}\) ?\d{3}-\d{4}",
+}
+MAX_CATEGORIES = 25
+MAX_EXAMPLES = 5
 
 # %% ../nbs/13_contract.ipynb #f71f49be
 def _plain_number(value):
@@ -69,34 +63,43 @@ def _widened_range(values: pd.Series, dtype: str) -> tuple:
         return int(wide_low // 1), int(-(-wide_high // 1))
     return _plain_number(round(wide_low, 6)), _plain_number(round(wide_high, 6))
 
+# %% ../nbs/13_contract.ipynb #b806feb5
+def _column_spec(series: pd.Series) -> dict:
+    "The contract of one column, inferred from reference data."
+    spec = {"dtype": dtype_of(series), "required": True, "nullable": bool(series.isna().any())}
+    values = series.dropna()
+    if spec["dtype"] in ("integer", "float") and len(values):
+        spec["min"], spec["max"] = _widened_range(values, spec["dtype"])
+    distinct = values.nunique()
+    if spec["dtype"] == "string" and 0 < distinct <= MAX_CATEGORIES and distinct < 0.5 * len(values):
+        spec["allowed"] = sorted(str(v) for v in values.unique())
+    return spec
 
-def infer_contract(frame: pd.DataFrame, name: str = "dataset", key=None) -> dict:
-    "A contract describing `frame`, for people to review and commit (then check other data against it)."
-    columns = {}
-    for column in frame.columns:
-        series = frame[column]
-        spec = {"dtype": dtype_of(series), "required": True, "nullable": bool(series.isna().any())}
-        values = series.dropna()
-        if spec["dtype"] in ("integer", "float") and len(values):
-            spec["min"], spec["max"] = _widened_range(values, spec["dtype"])
-        if spec["dtype"] == "string" and 0 < values.nunique() <= MAX_CATEGORIES and values.nunique() < 0.5 * len(values):
-            spec["allowed"] = sorted(str(v) for v in values.unique())
-        columns[str(column)] = spec
+# %% ../nbs/13_contract.ipynb #72be42ec
+def _inferred_key(frame: pd.DataFrame, key) -> list:
+    "The key columns: `key` (a name or a list) when given, else the first complete and unique `*_id` column."
     if key is None:
         key = [c for c in frame.columns if str(c).endswith("_id") and frame[c].notna().all() and frame[c].is_unique][:1]
     key = [key] if isinstance(key, str) else list(key)
     missing = [k for k in key if k not in frame.columns]
     if missing:
         raise UsageError(f"key columns {missing} are not in the data (columns: {list(frame.columns)})")
+    return key
+
+# %% ../nbs/13_contract.ipynb #79f4f9cf
+def infer_contract(frame: pd.DataFrame, name: str = "dataset", key=None, forbidden_columns=None) -> dict:
+    "A contract describing `frame`, for people to review and commit (then check other data against it)."
+    columns = {str(column): _column_spec(frame[column]) for column in frame.columns}
+    key = _inferred_key(frame, key)
+    forbidden = [c for c in dict.fromkeys([*DEFAULT_FORBIDDEN_COLUMNS, *(forbidden_columns or [])]) if c not in columns]
     return {
         "contract": name, "version": 1,
         "row_count": {"min": max(1, len(frame) // 10), "max": max(len(frame) * 100, 1000)},
         "key": key, "allow_extra_columns": False, "columns": columns,
-        "forbidden_columns": [c for c in DEFAULT_FORBIDDEN_COLUMNS if c not in columns],
-        "forbidden_patterns": dict(DEFAULT_FORBIDDEN_PATTERNS),
+        "forbidden_columns": forbidden, "forbidden_patterns": dict(DEFAULT_FORBIDDEN_PATTERNS),
     }
 
-
+# %% ../nbs/13_contract.ipynb #96ad1108
 def write_contract(contract: dict, path) -> Path:
     "Write `contract` as YAML with a review note."
     path = Path(path)
@@ -106,7 +109,7 @@ def write_contract(contract: dict, path) -> Path:
     path.write_text(note + yaml.safe_dump(contract, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
 
-
+# %% ../nbs/13_contract.ipynb #72865541
 def load_contract(path) -> dict:
     "The contract in YAML file `path`; a missing or malformed file is a `UsageError`."
     contract = read_yaml(path, "contract")
@@ -116,6 +119,13 @@ def load_contract(path) -> dict:
         if not isinstance(spec, dict) or spec.get("dtype") not in DTYPES:
             raise UsageError(f"contract {path}: column {column!r} needs a dtype, one of {', '.join(DTYPES)}")
     return contract
+
+# %% ../nbs/13_contract.ipynb #0b99e000
+def _example(value):
+    "A JSON/YAML-friendly example value."
+    if isinstance(value, float) and pd.isna(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
 
 # %% ../nbs/13_contract.ipynb #ef31a066
 @dataclass
@@ -148,83 +158,96 @@ class ContractReport:
             lines.append(f"  {f['column'] or '(table)'}: {f['check']}: {f['failing']} failing, e.g. {f['examples']}")
         return "\n".join(lines)
 
+# %% ../nbs/13_contract.ipynb #0b24e764
+class ContractViolation(MlkitError):
+    "Data failed its contract; `report` lists every failure."
 
-def _example(value):
-    "A JSON/YAML-friendly example value."
-    if isinstance(value, float) and pd.isna(value):
-        return None
-    return value.item() if hasattr(value, "item") else value
+    def __init__(self, report):
+        super().__init__(report.text())
+        self.report = report
+
+# %% ../nbs/13_contract.ipynb #aac3e23f
+def _check_row_count(report: ContractReport, rows: int, bounds: dict):
+    "Check the number of rows against the contract's `row_count` bounds."
+    if "min" in bounds and rows < bounds["min"]:
+        report.add(None, f"row_count >= {bounds['min']}", rows)
+    if "max" in bounds and rows > bounds["max"]:
+        report.add(None, f"row_count <= {bounds['max']}", rows)
+
+# %% ../nbs/13_contract.ipynb #5d9d1fc5
+def _check_table_columns(report: ContractReport, frame: pd.DataFrame, contract: dict):
+    "Report forbidden columns, and columns the contract does not know (unless extra columns are allowed)."
+    forbidden = contract.get("forbidden_columns", [])
+    for column in forbidden:
+        if column in frame.columns:
+            report.add(column, "forbidden column (direct identifier)", frame[column].notna().sum())
+    if not contract.get("allow_extra_columns", False):
+        for column in frame.columns:
+            if column not in contract["columns"] and column not in forbidden:
+                report.add(column, "unexpected column", len(frame))
+
+# %% ../nbs/13_contract.ipynb #cdf3d71d
+_BOOLEAN_TEXT = {"true": True, "false": False, "1": True, "0": False}
 
 
-def _check_dtype(report, column, series, expected):
-    "Check one column's dtype; returns the column as the expected type (non-conforming values as missing)."
+def _converted(series: pd.Series, expected: str) -> tuple:
+    "`series` as contract dtype `expected`, and the mask of present values that do not convert."
     if expected in ("integer", "float"):
         numeric = pd.to_numeric(series, errors="coerce")
         bad = series.notna() & numeric.isna()
         if expected == "integer":
             bad |= numeric.notna() & (numeric % 1 != 0)
-        if bad.any():
-            report.add(column, f"dtype {expected}", bad.sum(), series[bad].unique())
-        return numeric.where(~bad)
+        return numeric.where(~bad), bad
     if expected == "boolean":
-        mapped = series.map(lambda v: v if isinstance(v, bool) else
-                            {"true": True, "false": False, "1": True, "0": False}.get(str(v).lower()))
-        bad = series.notna() & mapped.isna()
-        if bad.any():
-            report.add(column, "dtype boolean", bad.sum(), series[bad].unique())
-        return mapped
+        mapped = series.map(lambda v: v if isinstance(v, bool) else _BOOLEAN_TEXT.get(str(v).lower()))
+        return mapped, series.notna() & mapped.isna()
     if expected == "datetime":
         parsed = pd.to_datetime(series, errors="coerce", utc=True)
-        bad = series.notna() & parsed.isna()
-        if bad.any():
-            report.add(column, "dtype datetime", bad.sum(), series[bad].unique())
-        return parsed
-    return series
+        return parsed, series.notna() & parsed.isna()
+    return series, pd.Series(False, index=series.index)
 
 
-def check_contract(frame: pd.DataFrame, contract: dict) -> ContractReport:
-    "Check `frame` against `contract`; the report lists every failure."
-    report = ContractReport(contract=str(contract.get("contract", "contract")), rows=len(frame))
-    bounds = contract.get("row_count") or {}
-    if "min" in bounds and len(frame) < bounds["min"]:
-        report.add(None, f"row_count >= {bounds['min']}", len(frame))
-    if "max" in bounds and len(frame) > bounds["max"]:
-        report.add(None, f"row_count <= {bounds['max']}", len(frame))
-    specs = contract["columns"]
-    for column in contract.get("forbidden_columns", []):
-        if column in frame.columns:
-            report.add(column, "forbidden column (direct identifier)", frame[column].notna().sum())
-    if not contract.get("allow_extra_columns", False):
-        for column in frame.columns:
-            if column not in specs and column not in contract.get("forbidden_columns", []):
-                report.add(column, "unexpected column", len(frame))
-    for column, spec in specs.items():
-        if column not in frame.columns:
-            if spec.get("required", True):
-                report.add(column, "required column missing", len(frame))
-            continue
-        series = _check_dtype(report, column, frame[column], spec["dtype"])
-        nulls = frame[column].isna()
-        if not spec.get("nullable", True) and nulls.any():
-            report.add(column, "not null", nulls.sum())
-        if "min" in spec:
-            low = series.notna() & (series < spec["min"])
-            if low.any():
-                report.add(column, f"min {spec['min']}", low.sum(), series[low].unique())
-        if "max" in spec:
-            high = series.notna() & (series > spec["max"])
-            if high.any():
-                report.add(column, f"max {spec['max']}", high.sum(), series[high].unique())
-        if "allowed" in spec:
-            unseen = frame[column].notna() & ~frame[column].astype(str).isin([str(a) for a in spec["allowed"]])
-            if unseen.any():
-                report.add(column, "allowed categories", unseen.sum(), frame[column][unseen].unique())
-    key = [k for k in contract.get("key", []) if k in frame.columns]
-    if key and len(key) == len(contract.get("key", [])):
-        duplicated = frame.duplicated(subset=key, keep=False)
-        if duplicated.any():
-            report.add(",".join(key), "unique key", duplicated.sum(), frame.loc[duplicated, key[0]].unique())
-    for label, pattern in (contract.get("forbidden_patterns") or {}).items():
+def _check_dtype(report: ContractReport, column: str, series: pd.Series, expected: str) -> pd.Series:
+    "Check one column's dtype; returns the column as the expected type (non-conforming values as missing)."
+    converted, bad = _converted(series, expected)
+    if bad.any():
+        report.add(column, f"dtype {expected}", bad.sum(), series[bad].unique())
+    return converted
+
+# %% ../nbs/13_contract.ipynb #a653559c
+def _check_values(report: ContractReport, column: str, series: pd.Series, spec: dict):
+    "Check one present column against its spec: dtype, nulls, range and allowed categories."
+    values = _check_dtype(report, column, series, spec["dtype"])
+    nulls = series.isna()
+    if not spec.get("nullable", True) and nulls.any():
+        report.add(column, "not null", nulls.sum())
+    if "min" in spec:
+        low = values.notna() & (values < spec["min"])
+        if low.any():
+            report.add(column, f"min {spec['min']}", low.sum(), values[low].unique())
+    if "max" in spec:
+        high = values.notna() & (values > spec["max"])
+        if high.any():
+            report.add(column, f"max {spec['max']}", high.sum(), values[high].unique())
+    if "allowed" in spec:
+        unseen = series.notna() & ~series.astype(str).isin([str(a) for a in spec["allowed"]])
+        if unseen.any():
+            report.add(column, "allowed categories", unseen.sum(), series[unseen].unique())
+
+# %% ../nbs/13_contract.ipynb #674ea730
+def _check_key(report: ContractReport, frame: pd.DataFrame, key: list):
+    "Report rows whose key (all `key` columns together) is not unique."
+    present = [k for k in key if k in frame.columns]
+    if not present or len(present) != len(key):
+        return
+    duplicated = frame.duplicated(subset=present, keep=False)
+    if duplicated.any():
+        report.add(",".join(present), "unique key", duplicated.sum(), frame.loc[duplicated, present[0]].unique())
+
+# %% ../nbs/13_contract.ipynb #01ac7341
+def _check_patterns(report: ContractReport, frame: pd.DataFrame, patterns: dict):
+    "Report text columns where a forbidden pattern (PII such as e-mail addresses) occurs."
+    for label, pattern in patterns.items():
         regex = re.compile(pattern)
         for column in frame.columns:
             if dtype_of(frame[column]) != "string":
@@ -233,4 +256,18 @@ def check_contract(frame: pd.DataFrame, contract: dict) -> ContractReport:
             hits = text[text.str.contains(regex, regex=True)]
             if len(hits):
                 report.add(column, f"PII pattern {label}", len(hits), [regex.search(v).group(0) for v in hits])
+
+# %% ../nbs/13_contract.ipynb #414e31fb
+def check_contract(frame: pd.DataFrame, contract: dict) -> ContractReport:
+    "Check `frame` against `contract`; the report lists every failure."
+    report = ContractReport(contract=str(contract.get("contract", "contract")), rows=len(frame))
+    _check_row_count(report, len(frame), contract.get("row_count") or {})
+    _check_table_columns(report, frame, contract)
+    for column, spec in contract["columns"].items():
+        if column in frame.columns:
+            _check_values(report, column, frame[column], spec)
+        elif spec.get("required", True):
+            report.add(column, "required column missing", len(frame))
+    _check_key(report, frame, contract.get("key", []))
+    _check_patterns(report, frame, contract.get("forbidden_patterns") or {})
     return report

@@ -11,25 +11,14 @@ __all__ = ['ModelVersion', 'Registry', 'promote', 'history', 'aliases', 'rollbac
 # %% ../nbs/17_registry.ipynb #878c21f7
 import json
 import re
+from contextlib import closing
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from .archive import Archive, Run, iso, open_archive, utc_now, write_json_atomic
 from .errors import UsageError
 
 # %% ../nbs/17_registry.ipynb #18ebe09e
-_TABLES = [
-    """CREATE TABLE IF NOT EXISTS model_versions (
-        name TEXT NOT NULL, version INTEGER NOT NULL, run_id TEXT NOT NULL, artifact TEXT NOT NULL,
-        sha256 TEXT NOT NULL, metrics TEXT, contract TEXT, created_at TEXT NOT NULL, note TEXT,
-        PRIMARY KEY (name, version))""",
-    """CREATE TABLE IF NOT EXISTS alias_events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, alias TEXT NOT NULL,
-        from_version INTEGER, to_version INTEGER, reason TEXT, at TEXT NOT NULL, reverts INTEGER)""",
-]
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
-_REFERENCE = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9_.\-]*)(?:@(?P<alias>[A-Za-z0-9_.\-]+)|:(?P<version>\d+))?")
-
-
 @dataclass
 class ModelVersion:
     "One registered version of a model."
@@ -48,11 +37,77 @@ class ModelVersion:
     def reference(self) -> str:
         return f"{self.name}:{self.version}"
 
+# %% ../nbs/17_registry.ipynb #71d7a8be
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+
 
 def _check_name(kind: str, value: str) -> str:
+    "`value` when it is usable as a model name or alias, else `UsageError`."
     if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise UsageError(f"invalid {kind} {value!r}: use letters, digits, '_', '.', '-'")
     return value
+
+# %% ../nbs/17_registry.ipynb #986d5059
+_TABLES = [
+    """CREATE TABLE IF NOT EXISTS model_versions (
+        name TEXT NOT NULL, version INTEGER NOT NULL, run_id TEXT NOT NULL, artifact TEXT NOT NULL,
+        sha256 TEXT NOT NULL, metrics TEXT, contract TEXT, created_at TEXT NOT NULL, note TEXT,
+        PRIMARY KEY (name, version))""",
+    """CREATE TABLE IF NOT EXISTS alias_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, alias TEXT NOT NULL,
+        from_version INTEGER, to_version INTEGER, reason TEXT, at TEXT NOT NULL, reverts INTEGER)""",
+]
+_EVENT_KEYS = ("id", "name", "alias", "from_version", "to_version", "reason", "at", "reverts")
+
+# %% ../nbs/17_registry.ipynb #993b3363
+def _insert_version(connection, entry: dict):
+    "Insert one version (a `ModelVersion` as a dict) into the `model_versions` table."
+    connection.execute("INSERT INTO model_versions VALUES (?,?,?,?,?,?,?,?,?)",
+                       (entry["name"], entry["version"], entry["run_id"], entry["artifact"], entry["sha256"],
+                        json.dumps(entry["metrics"]), json.dumps(entry["contract"]), entry["created_at"],
+                        entry.get("note", "")))
+
+# %% ../nbs/17_registry.ipynb #9a8fce22
+def _version_from_row(row) -> ModelVersion:
+    "The `ModelVersion` a row of `model_versions` describes."
+    name, version, run_id, artifact, sha256, metrics, contract, created_at, note = row
+    return ModelVersion(name, version, run_id, artifact, sha256, json.loads(metrics or "{}"),
+                        json.loads(contract or "null"), created_at, note or "")
+
+# %% ../nbs/17_registry.ipynb #85057ee3
+def _restore(connection, mirror_root: Path):
+    "Rebuild empty registry tables from the mirror files under `mirror_root` (after the index was deleted)."
+    folders = sorted(p for p in mirror_root.glob("*") if p.is_dir())
+    if not folders:
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    if connection.execute("SELECT COUNT(*) FROM model_versions").fetchone()[0] == 0:
+        for folder in folders:
+            for file in sorted(folder.glob("v*.json"), key=lambda p: int(p.stem[1:])):
+                _insert_version(connection, json.loads(file.read_text(encoding="utf-8")))
+            log = folder / "history.jsonl"
+            for line in log.read_text(encoding="utf-8").splitlines() if log.exists() else []:
+                event = json.loads(line)
+                connection.execute("INSERT OR IGNORE INTO alias_events VALUES (?,?,?,?,?,?,?,?)",
+                                   tuple(event[k] for k in _EVENT_KEYS))
+    connection.execute("COMMIT")
+
+# %% ../nbs/17_registry.ipynb #a8ad60bd
+def _model_record(run: Run, artifact: str) -> dict:
+    "The manifest record (path, sha256) of artifact `artifact` of `run`; the run must have succeeded."
+    if not run.succeeded:
+        raise UsageError(f"run {run.id} {run.status}: only a succeeded run's model can be registered")
+    records = {r["path"]: r for r in run.manifest.get("artifacts", [])}
+    record = records.get(f"artifacts/{artifact}")
+    if record is None:
+        raise UsageError(f"run {run.id} ({run.job}) has no artifact {artifact!r}")
+    return record
+
+# %% ../nbs/17_registry.ipynb #a95fda98
+def _run_contract(run: Run) -> dict | None:
+    "The data contract (file and sha256) that `run` logged it was checked against, if any."
+    contract = run.values.get("contract")
+    return {"file": contract.get("file"), "sha256": contract.get("sha256")} if contract else None
 
 # %% ../nbs/17_registry.ipynb #083ebe66
 class Registry:
@@ -66,86 +121,40 @@ class Registry:
         for statement in _TABLES:
             connection.execute(statement)
         if connection.execute("SELECT COUNT(*) FROM model_versions").fetchone()[0] == 0:
-            self._restore(connection)
+            _restore(connection, self.archive.root / "registry")
         return connection
-
-    def _restore(self, connection):
-        "Rebuild empty registry tables from the mirror files (after the index was deleted)."
-        folders = sorted(p for p in (self.archive.root / "registry").glob("*") if p.is_dir())
-        if not folders:
-            return
-        connection.execute("BEGIN IMMEDIATE")
-        if connection.execute("SELECT COUNT(*) FROM model_versions").fetchone()[0] == 0:
-            for folder in folders:
-                for file in sorted(folder.glob("v*.json"), key=lambda p: int(p.stem[1:])):
-                    entry = json.loads(file.read_text(encoding="utf-8"))
-                    connection.execute("INSERT INTO model_versions VALUES (?,?,?,?,?,?,?,?,?)",
-                                       (entry["name"], entry["version"], entry["run_id"], entry["artifact"],
-                                        entry["sha256"], json.dumps(entry["metrics"]), json.dumps(entry["contract"]),
-                                        entry["created_at"], entry.get("note", "")))
-                log = folder / "history.jsonl"
-                for line in log.read_text(encoding="utf-8").splitlines() if log.exists() else []:
-                    event = json.loads(line)
-                    connection.execute("INSERT OR IGNORE INTO alias_events VALUES (?,?,?,?,?,?,?,?)",
-                                       tuple(event[k] for k in ("id", "name", "alias", "from_version", "to_version",
-                                                                "reason", "at", "reverts")))
-        connection.execute("COMMIT")
 
     def _mirror(self, name: str):
         return self.archive.root / "registry" / name
 
-    # -- versions ------------------------------------------------------------------------------------------
     def register(self, name: str, run: Run, artifact: str = "model.skops", note: str = "") -> ModelVersion:
         "Register the model that `run` saved as artifact `artifact` as the next version of `name`."
         _check_name("model name", name)
-        if not run.succeeded:
-            raise UsageError(f"run {run.id} {run.status}: only a succeeded run's model can be registered")
-        records = {r["path"]: r for r in run.manifest.get("artifacts", [])}
-        record = records.get(f"artifacts/{artifact}")
-        if record is None:
-            raise UsageError(f"run {run.id} ({run.job}) has no artifact {artifact!r}")
-        contract = run.values.get("contract")
-        contract = {"file": contract.get("file"), "sha256": contract.get("sha256")} if contract else None
-        connection = self._connect()
-        try:
+        record = _model_record(run, artifact)
+        with closing(self._connect()) as connection:
             connection.execute("BEGIN IMMEDIATE")
             version = connection.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?",
                                          (name,)).fetchone()[0]
             entry = ModelVersion(name=name, version=version, run_id=run.id, artifact=record["path"],
-                                 sha256=record["sha256"], metrics=dict(run.metrics), contract=contract,
+                                 sha256=record["sha256"], metrics=dict(run.metrics), contract=_run_contract(run),
                                  created_at=iso(utc_now()), note=note)
-            connection.execute("INSERT INTO model_versions VALUES (?,?,?,?,?,?,?,?,?)",
-                               (name, version, run.id, entry.artifact, entry.sha256, json.dumps(entry.metrics),
-                                json.dumps(contract), entry.created_at, note))
+            _insert_version(connection, asdict(entry))
             folder = self._mirror(name)
             folder.mkdir(parents=True, exist_ok=True)
             write_json_atomic(folder / f"v{version}.json", asdict(entry))
             connection.execute("COMMIT")
-        finally:
-            connection.close()
         return entry
-
-    def _version_from_row(self, row) -> ModelVersion:
-        name, version, run_id, artifact, sha256, metrics, contract, created_at, note = row
-        return ModelVersion(name, version, run_id, artifact, sha256, json.loads(metrics or "{}"),
-                            json.loads(contract or "null"), created_at, note or "")
 
     def versions(self, name: str) -> list:
         "Every version of `name`, oldest first."
-        connection = self._connect()
-        try:
+        with closing(self._connect()) as connection:
             rows = connection.execute("SELECT * FROM model_versions WHERE name = ? ORDER BY version", (name,))
-            return [self._version_from_row(row) for row in rows.fetchall()]
-        finally:
-            connection.close()
+            return [_version_from_row(row) for row in rows.fetchall()]
 
     def names(self) -> list:
         "Names of the registered models."
-        connection = self._connect()
-        try:
+        with closing(self._connect()) as connection:
             return [row[0] for row in connection.execute("SELECT DISTINCT name FROM model_versions ORDER BY name")]
-        finally:
-            connection.close()
 
     def version(self, name: str, number: int) -> ModelVersion:
         "Version `number` of model `name`."
@@ -157,18 +166,30 @@ class Registry:
 
 # %% ../nbs/17_registry.ipynb #d62c107f
 def _events_query():
+    "The query that selects alias events (a `WHERE` clause may follow)."
     return "SELECT id, name, alias, from_version, to_version, reason, at, reverts FROM alias_events"
 
 
 def _event(row) -> dict:
-    keys = ("id", "name", "alias", "from_version", "to_version", "reason", "at", "reverts")
-    return dict(zip(keys, row, strict=True))
+    "An alias event row as a dict."
+    return dict(zip(_EVENT_KEYS, row, strict=True))
 
+# %% ../nbs/17_registry.ipynb #f961f3b0
+def _mirror_move(folder: Path, connection, event: dict):
+    "Append `event` to `history.jsonl` in `folder` and rewrite `aliases.json` from the alias events."
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "history.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(event) + "\n")
+    current = {}
+    for alias_name, version_number in connection.execute(
+            "SELECT alias, to_version FROM alias_events WHERE name = ? ORDER BY id", (event["name"],)).fetchall():
+        current[alias_name] = version_number
+    write_json_atomic(folder / "aliases.json", {k: v for k, v in sorted(current.items()) if v is not None})
 
+# %% ../nbs/17_registry.ipynb #ac92baea
 def _move(registry: Registry, name: str, alias: str, version: int | None, reason: str, reverts=None) -> dict:
     "Append one alias move (inside a write transaction) and mirror it to history.jsonl."
-    connection = registry._connect()
-    try:
+    with closing(registry._connect()) as connection:
         connection.execute("BEGIN IMMEDIATE")
         row = connection.execute(_events_query() + " WHERE name = ? AND alias = ? ORDER BY id DESC LIMIT 1",
                                  (name, alias)).fetchone()
@@ -179,38 +200,25 @@ def _move(registry: Registry, name: str, alias: str, version: int | None, reason
             "VALUES (?,?,?,?,?,?,?)", (name, alias, current, version, reason, at, reverts))
         event = {"id": cursor.lastrowid, "name": name, "alias": alias, "from_version": current,
                  "to_version": version, "reason": reason, "at": at, "reverts": reverts}
-        folder = registry._mirror(name)
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "history.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(event) + "\n")
-        current = {}
-        for alias_name, version_number in connection.execute(
-                "SELECT alias, to_version FROM alias_events WHERE name = ? ORDER BY id", (name,)).fetchall():
-            current[alias_name] = version_number
-        write_json_atomic(folder / "aliases.json", {k: v for k, v in sorted(current.items()) if v is not None})
+        _mirror_move(registry._mirror(name), connection, event)
         connection.execute("COMMIT")
         return event
-    finally:
-        connection.close()
 
-
+# %% ../nbs/17_registry.ipynb #2454ea9f
 def promote(registry: Registry, name: str, version: int, alias: str = "champion", reason: str = "manual") -> dict:
     "Point `alias` of model `name` at `version`; returns the history event."
     _check_name("alias", alias)
     registry.version(name, version)
     return _move(registry, name, alias, int(version), reason)
 
-
+# %% ../nbs/17_registry.ipynb #85b819d9
 def history(registry: Registry, name: str, alias: str | None = None) -> list:
     "Every alias move of model `name` (optionally of one alias), oldest first."
-    connection = registry._connect()
-    try:
+    with closing(registry._connect()) as connection:
         query = _events_query() + " WHERE name = ?" + (" AND alias = ?" if alias else "") + " ORDER BY id"
         return [_event(row) for row in connection.execute(query, (name, alias) if alias else (name,)).fetchall()]
-    finally:
-        connection.close()
 
-
+# %% ../nbs/17_registry.ipynb #d347909e
 def aliases(registry: Registry, name: str) -> dict:
     "Current aliases of model `name`: alias -> version (aliases pointing nowhere left out)."
     current = {}
@@ -218,7 +226,7 @@ def aliases(registry: Registry, name: str) -> dict:
         current[event["alias"]] = event["to_version"]
     return {alias: version for alias, version in current.items() if version is not None}
 
-
+# %% ../nbs/17_registry.ipynb #a7f9bf1d
 def rollback(registry: Registry, name: str, alias: str = "champion", reason: str = "rollback") -> dict:
     "Move `alias` back to the version it held before its latest move not yet undone."
     events = history(registry, name, alias)
@@ -232,72 +240,85 @@ def rollback(registry: Registry, name: str, alias: str = "champion", reason: str
     raise UsageError(f"{name}@{alias} has no earlier version to roll back to")
 
 # %% ../nbs/17_registry.ipynb #c04c914a
+_REFERENCE = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9_.\-]*)(?:@(?P<alias>[A-Za-z0-9_.\-]+)|:(?P<version>\d+))?")
+
+
 def resolve(registry: Registry, reference: str) -> ModelVersion:
     "The version a reference names: `name@alias`, `name:3`, `name` (latest) or a run id."
     match = _REFERENCE.fullmatch(str(reference).strip())
-    if match:
+    if match and match["name"] in registry.names():
         name = match["name"]
-        if name in registry.names():
-            if match["alias"]:
-                current = aliases(registry, name)
-                if match["alias"] not in current:
-                    raise UsageError(f"model {name!r} has no alias {match['alias']!r} (aliases: {sorted(current)})")
-                return registry.version(name, current[match["alias"]])
-            if match["version"]:
-                return registry.version(name, int(match["version"]))
-            return registry.versions(name)[-1]
+        if match["alias"]:
+            current = aliases(registry, name)
+            if match["alias"] not in current:
+                raise UsageError(f"model {name!r} has no alias {match['alias']!r} (aliases: {sorted(current)})")
+            return registry.version(name, current[match["alias"]])
+        if match["version"]:
+            return registry.version(name, int(match["version"]))
+        return registry.versions(name)[-1]
     for name in registry.names():
         for entry in registry.versions(name):
             if entry.run_id == reference or (len(reference) >= 8 and entry.run_id.startswith(reference)):
                 return entry
     raise UsageError(f"no registered model matches {reference!r} (models: {registry.names() or 'none'})")
 
-
+# %% ../nbs/17_registry.ipynb #e41d730c
 def resolve_run(registry: Registry, reference: str) -> Run:
     "The run behind a reference: a registry reference, else an archived run id (or unique prefix)."
     if "@" in reference or ":" in reference or reference in registry.names():
         return registry.archive.get_run(resolve(registry, reference).run_id)
     return registry.archive.get_run(reference)
 
-
+# %% ../nbs/17_registry.ipynb #72fe8439
 def aliases_file(registry: Registry, name: str):
     "The file holding model `name`'s current aliases (rewritten on every move)."
     return registry._mirror(name) / "aliases.json"
 
+# %% ../nbs/17_registry.ipynb #2694feee
+def _latest_run(registry: Registry, job: str) -> Run:
+    "The newest succeeded run of `job`, running the job first when there is none; marks this run uncacheable."
+    from mlkit.record import mark_uncacheable
+    from mlkit.runner import run as run_job
+    mark_uncacheable(f"resolved 'latest' {job} run")
+    found = registry.archive.list_runs(job=job, status="succeeded")
+    chosen = found[-1] if found else None
+    if chosen is None:
+        print(f"no {job} run in the archive yet: running the {job} job first")
+        chosen = run_job(job, archive=registry.archive.root)
+        if not chosen.succeeded:
+            raise UsageError(f"the {job} job needed here failed (run {chosen.id})")
+    return chosen
 
+# %% ../nbs/17_registry.ipynb #5e2dd3e5
+def _referenced_run(registry: Registry, reference: str) -> Run:
+    "The run a reference names; an alias's file is declared as an input of this run."
+    from mlkit.record import log_input, mark_uncacheable
+    try:
+        chosen = resolve_run(registry, reference)
+    except UsageError:
+        if "@" in reference:  # e.g. no champion yet: a later run, with one, must judge again
+            mark_uncacheable(f"{reference} did not resolve")
+        raise
+    if "@" in reference:
+        log_input(aliases_file(registry, reference.split("@")[0]))
+    return chosen
+
+# %% ../nbs/17_registry.ipynb #dcf798f1
 def upstream(reference: str, job: str, archive=None) -> Run:
     """The run a job consumes, declared as its upstream (and its alias pointer as an input).
 
     `reference`: `latest` (the newest succeeded run of `job`, which is run now if there is none), a run id or
-    prefix, or a registry reference (`name@alias`, `name:3`). An alias is resolved when the job runs, so the
-    alias file is declared as an input: once the alias moves, an earlier run of the job is no cache hit. What
-    `latest` means changes with every new run and has no such file, so a run that used it is never cached; nor
-    is one whose alias did not resolve (no champion yet), so that it is judged again once there is one."""
-    from mlkit.record import log_input, log_upstream, mark_uncacheable
-    from mlkit.runner import run as run_job
+    prefix, or a registry reference (`name@alias`, `name:3`)."""
+    from mlkit.record import log_upstream
     registry = Registry(open_archive(archive))
     if reference == "latest":
-        mark_uncacheable(f"resolved 'latest' {job} run")
-        found = registry.archive.list_runs(job=job, status="succeeded")
-        chosen = found[-1] if found else None
-        if chosen is None:
-            print(f"no {job} run in the archive yet: running the {job} job first")
-            chosen = run_job(job, archive=registry.archive.root)
-            if not chosen.succeeded:
-                raise UsageError(f"the {job} job needed here failed (run {chosen.id})")
+        chosen = _latest_run(registry, job)
     else:
-        try:
-            chosen = resolve_run(registry, reference)
-        except UsageError:
-            if "@" in reference:  # e.g. no champion yet: a later run, with one, must judge again
-                mark_uncacheable(f"{reference} did not resolve")
-            raise
-        if "@" in reference:
-            log_input(aliases_file(registry, reference.split("@")[0]))
+        chosen = _referenced_run(registry, reference)
     log_upstream(chosen.id)
     return chosen
 
-
+# %% ../nbs/17_registry.ipynb #d778524f
 def load(registry: Registry, reference: str):
     "The model a reference names, its file verified against the registered sha256."
     from mlkit.models import load_model

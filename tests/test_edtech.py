@@ -59,8 +59,9 @@ def test_generator_is_deterministic(tmp_path):
 def test_every_fault_is_caught_in_one_report(tmp_path):
     mlkit("data", "generate", "--out", tmp_path, "--students", 120, "--seed", 2, "--faults",
           "nulls,out_of_range,unseen_categories,duplicate_keys,wrong_dtypes,pii")
-    result = mlkit("contract", "check", tmp_path / "attempts.csv", "--contract", "contracts/attempts.yaml",
-                   "--ingest", "--json", check=1)
+    mlkit("data", "ingest", tmp_path / "attempts.csv", "--out", tmp_path / "safe.parquet")
+    result = mlkit("contract", "check", tmp_path / "safe.parquet", "--contract", "contracts/attempts.yaml",
+                   "--json", check=1)
     found = {(f["column"], f["check"].split(" ")[0]) for f in json.loads(result.stdout)["failures"]}
     for expected in [("avg_quiz_score", "not"), ("learning_style", "not"), ("avg_quiz_score", "max"),
                      ("video_minutes", "min"), ("learning_style", "allowed"), ("device", "allowed"),
@@ -69,7 +70,11 @@ def test_every_fault_is_caught_in_one_report(tmp_path):
         assert expected in found, expected
     clean = tmp_path / "clean"
     mlkit("data", "generate", "--out", clean, "--students", 120, "--seed", 2)
-    mlkit("contract", "check", clean / "attempts.csv", "--contract", "contracts/attempts.yaml", "--ingest")
+    ingested = mlkit("data", "ingest", clean / "attempts.csv", "--out", clean / "safe.csv").stdout
+    assert "pseudonymized attempts of 120 students" in ingested
+    mlkit("contract", "check", clean / "safe.csv", "--contract", "contracts/attempts.yaml")
+    assert "--out must differ" in mlkit("data", "ingest", clean / "safe.csv", "--out", clean / "safe.csv",
+                                        check=2).stderr
     raw = mlkit("contract", "check", clean / "attempts.csv", "--contract", "contracts/attempts.yaml", check=1)
     assert "student_email: forbidden column" in raw.stdout
 

@@ -69,7 +69,8 @@ def test_tampered_registered_model_is_refused(archive, two_models):
 
 
 def test_drift_no_false_alarm_and_detection():
-    from mlkit.data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, generate, ingest
+    from mlkit.edtech.data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, generate
+    from mlkit.edtech.privacy import ingest
     from mlkit.drift import dataset_drift, drift_report
     reference = ingest(generate(1000, seed=0))
     same = ingest(generate(3650, seed=21))
@@ -84,6 +85,7 @@ def test_drift_no_false_alarm_and_detection():
 
 LOOP = """
 name: small
+model_name: edtech
 stages:
   - {name: ingest_s1, job: ingest, params: {n_students: 400, seed: 0}}
   - {name: check_s1, job: check, upstream: {data_run: ingest_s1}}
@@ -137,6 +139,7 @@ def test_pipeline_closes_the_loop_with_cache_and_lineage(tmp_path):
 
 BLOCKED = """
 name: blocked
+model_name: edtech
 stages:
   - {name: ingest, job: ingest, params: {n_students: 400, seed: 3}}
   - {name: train, job: train, upstream: {data_run: ingest}}
