@@ -11,6 +11,7 @@ __all__ = ['TRUSTED_TYPES', 'PICKLE_SUFFIXES', 'MODEL_TYPES_GROUP', 'IntegrityEr
 # %% ../nbs/14_models.ipynb #fa4d444e
 import io
 import json
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -48,8 +49,12 @@ def _load_plugin_types():
         return
     _registered["plugins_loaded"] = True
     for point in entry_points(group=MODEL_TYPES_GROUP):
-        declared = point.load()
-        trust_types(declared.get("trusted", ()), declared.get("moved"))
+        try:
+            declared = point.load()
+            trust_types(declared.get("trusted", ()), declared.get("moved"))
+        except Exception as error:
+            warnings.warn(f"model types of {point.name!r} ({point.value}) left out: {type(error).__name__}: {error}",
+                          stacklevel=2)
 
 
 def untrusted_types(needed) -> list:

@@ -147,3 +147,11 @@ print(sha256_file(Path({str(tmp_path)!r}) / "old.skops"))
             "print(type(model.named_steps['features']).__module__)")
     loaded = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "mlkit.edtech.models"
+    site = tmp_path / "site"  # a package whose model-type declaration fails to load is left out, with a warning
+    site.mkdir()
+    _fake_distribution(site, "brokentypes", "raise ImportError('a missing dependency')\n",
+                       "[mlkit.model_types]\nbroken = brokentypes:MODEL_TYPES\n")
+    env = {**os.environ, "PYTHONPATH": str(site) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    loaded = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, env=env, check=True)
+    assert loaded.stdout.strip() == "mlkit.edtech.models"
+    assert "model types of 'broken' (brokentypes:MODEL_TYPES) left out: ImportError" in loaded.stderr
