@@ -37,9 +37,16 @@ def _add_stream(result: list, name, text: str):
         result.append({"type": "stream", "name": name, "text": text})
 
 
+def _normalized_value(mime: str, value):
+    "One MIME bundle entry: images as a placeholder, text with addresses masked, other data as it is."
+    if mime.startswith("image/"):
+        return "<image>"
+    return _mask(_text(value)) if isinstance(value, (str, list)) else value
+
+
 def _rich_data(output: dict) -> dict:
-    "The data of a display output by MIME type, addresses masked, widget views left out."
-    return {mime: _mask(_text(value)) if isinstance(value, (str, list)) else value
+    "The data of a display output by MIME type, addresses masked, images as placeholders, widget views left out."
+    return {mime: _normalized_value(mime, value)
             for mime, value in sorted(output.get("data", {}).items()) if mime not in _VOLATILE_MIME}
 
 # %% ../nbs/07_normalize.ipynb #7c1e0a07

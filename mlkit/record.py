@@ -6,8 +6,8 @@ Docs: https://mlkit-dev.github.io/mlkit/record.html.md"""
 
 # %% auto #0
 __all__ = ['RUN_DIR_ENV', 'RECORDS_FILE', 'run_dir', 'under_runner', 'read_records', 'read_json', 'check_name', 'log_metric',
-           'log_value', 'log_outcome', 'log_table', 'log_figure', 'log_artifact', 'log_input', 'recorded_inputs',
-           'log_upstream', 'recorded_upstream', 'log_alert', 'recorded_alerts', 'mark_uncacheable',
+           'log_value', 'log_outcome', 'ArtifactPath', 'log_table', 'log_figure', 'log_artifact', 'log_input',
+           'recorded_inputs', 'log_upstream', 'recorded_upstream', 'log_alert', 'recorded_alerts', 'mark_uncacheable',
            'uncacheable_reasons']
 
 # %% ../nbs/04_record.ipynb #e172cc86
@@ -17,7 +17,6 @@ import numbers
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from .fingerprint import file_record
@@ -27,16 +26,25 @@ RUN_DIR_ENV = "MLKIT_RUN_DIR"
 _scratch_announced = []
 
 
+def _scratch_dir() -> Path:
+    "The scratch folder of this notebook: `<user cache>/mlkit/scratch/<notebook name>`."
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    session = os.environ.get("JPY_SESSION_NAME") or "python"
+    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", Path(session).stem) or "python"
+    return cache / "mlkit" / "scratch" / name
+
+
 def run_dir() -> Path:
-    "Folder of the run being recorded: the runner's, or a scratch folder outside the runner."
+    "Folder of the run being recorded: the runner's, or this notebook's scratch folder outside the runner."
     chosen = os.environ.get(RUN_DIR_ENV)
     if chosen:
         return Path(chosen)
-    scratch = Path(tempfile.gettempdir()) / "mlkit-scratch" / str(os.getpid())
-    scratch.mkdir(parents=True, exist_ok=True)
+    scratch = _scratch_dir()
     if not _scratch_announced:
+        shutil.rmtree(scratch, ignore_errors=True)
         _scratch_announced.append(scratch)
         print(f"mlkit: not running under `mlkit run`; recording to scratch folder {scratch}")
+    scratch.mkdir(parents=True, exist_ok=True)
     return scratch
 
 # %% ../nbs/04_record.ipynb #5c0a7e07
@@ -118,13 +126,12 @@ def _to_json_value(name, obj):
 
 # %% ../nbs/04_record.ipynb #5c0a7e1d
 def log_value(name: str, obj):
-    "Record `obj` (JSON-able: numbers, text, lists, dicts, None) as value `name`."
+    "Record `obj` (JSON-able: numbers, text, lists, dicts, None) as value `name` (returns None: nothing to echo)."
     check_name(name)
     plain = _to_json_value(name, obj)
     folder = run_dir()
     _update_json(folder / "values.json", name, plain)
     _append({"kind": "value", "name": name}, folder)
-    return plain
 
 # %% ../nbs/04_record.ipynb #5c0a7e21
 def log_outcome(text: str) -> str:
@@ -139,6 +146,13 @@ def log_outcome(text: str) -> str:
     log_value("outcome", line)
     return line
 
+# %% ../nbs/04_record.ipynb #b4324e39
+class ArtifactPath(type(Path())):
+    "The path of a saved artifact: a `Path` that a notebook displays as nothing."
+
+    def _ipython_display_(self):
+        "Show nothing: the artifact's content is what the reader looks at."
+
 # %% ../nbs/04_record.ipynb #5c0a7e25
 def _artifacts(folder: Path) -> Path:
     artifacts = folder / "artifacts"
@@ -152,7 +166,7 @@ def _save_artifact(name: str, suffix: str, kind: str, write) -> Path:
     target = _artifacts(folder) / f"{name}{suffix}"
     write(target)
     _append({"kind": kind, "name": name, "path": f"artifacts/{target.name}"}, folder)
-    return target
+    return ArtifactPath(target)
 
 # %% ../nbs/04_record.ipynb #5c0a7e27
 def _has_default_index(table) -> bool:
@@ -190,7 +204,7 @@ def log_artifact(path, name: str | None = None) -> Path:
     else:
         shutil.copy2(source, target)
     _append({"kind": "artifact", "name": name, "path": f"artifacts/{name}"}, target.parent.parent)
-    return target
+    return ArtifactPath(target)
 
 # %% ../nbs/04_record.ipynb #5c0a7e33
 def log_input(path):
