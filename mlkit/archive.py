@@ -132,6 +132,25 @@ class Run:
     def __repr__(self):
         return f"Run({self.id!r}, job={self.job!r}, status={self.status!r})"
 
+    def _repr_html_(self):
+        return _run_html(self)
+
+# %% ../nbs/05_archive.ipynb #b1326fd7
+def _run_html(run: Run) -> str:
+    "A run as a small HTML table; its id links to the run's report page when there is one."
+    from html import escape
+
+    from mlkit.report import page_link
+    link = page_link(run.path.parent.parent, f"runs/{run.id}.html")
+    shown = f'<a href="{escape(link)}" target="_blank">{escape(run.id)}</a>' if link else escape(run.id)
+    rows = [("run", shown), ("job", escape(run.job)), ("status", escape(run.status)),
+            ("started", escape(str(run.started_at))), ("duration", f"{run.duration_s} s")]
+    rows += [(f"param {escape(k)}", escape(json.dumps(v))) for k, v in run.params.items()]
+    rows += [(f"metric {escape(k)}", f"{v:.6g}") for k, v in run.metrics.items()]
+    body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
+                   for k, v in rows)
+    return f"<table class='mlkit-run'>{body}</table>"
+
 # %% ../nbs/05_archive.ipynb #bdcec634
 INDEX_VERSION = 2
 _RUNS_TABLE = [

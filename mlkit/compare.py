@@ -8,6 +8,8 @@ Docs: https://mlkit-dev.github.io/mlkit/compare.html.md"""
 __all__ = ['diff_runs', 'format_diff', 'varying_params', 'sort_runs', 'compare_rows', 'compare_table', 'runs_frame']
 
 # %% ../nbs/10_compare.ipynb #773474e4
+import functools
+import html
 import json
 
 from .archive import Run, open_archive
@@ -127,12 +129,41 @@ def _run_record(run: Run) -> dict:
     record.update({f"metrics.{name}": value for name, value in run.metrics.items()})
     return record
 
+# %% ../nbs/10_compare.ipynb #b16cadd5
+@functools.cache
+def _runs_frame_class():
+    "The DataFrame subclass of `runs_frame`, created on first use (pandas is imported only then)."
+    import pandas as pd
+
+    class RunsFrame(pd.DataFrame):
+        _metadata = ["archive_root"]  # noqa: RUF012 (pandas reads this list)
+
+        @property
+        def _constructor(self):
+            return RunsFrame
+
+        def _repr_html_(self):
+            from mlkit.report import page_link
+            shown = super()._repr_html_()
+            root = getattr(self, "archive_root", None)
+            for run_id in self.index if root and shown else []:
+                cell = f"<th>{html.escape(str(run_id))}</th>"
+                link = page_link(root, f"runs/{run_id}.html") if cell in shown else None
+                if link:
+                    shown = shown.replace(cell, f'<th><a href="{html.escape(link)}" target="_blank">{run_id}</a></th>')
+            return shown
+
+    return RunsFrame
+
 # %% ../nbs/10_compare.ipynb #c0a1e036
 def runs_frame(job=None, status=None, archive=None):
     "Archived runs as a pandas DataFrame indexed by run id: job, status, times, `params.*`, `metrics.*`."
     import pandas as pd
-    records = [_run_record(run) for run in open_archive(archive).list_runs(job=job, status=status)]
+    store = open_archive(archive)
+    records = [_run_record(run) for run in store.list_runs(job=job, status=status)]
     frame = pd.DataFrame.from_records(records, columns=None if records else ["id", "job", "status"])
     if not frame.empty:
         frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
-    return frame.set_index("id")
+    linked = _runs_frame_class()(frame.set_index("id"))
+    linked.archive_root = str(store.root)
+    return linked
