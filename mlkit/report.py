@@ -11,8 +11,9 @@ __all__ = ['REPORT_DIR', 'UI_FILE', 'STATE_FILE', 'BASE_TEMPLATE', 'STYLE_CSS', 
            'read_records', 'read_serving', 'serving_summary', 'templates', 'render_notebook', 'notebook_css',
            'BuildResult', 'build_report']
 
-# %% ../nbs/27_report.ipynb #50729b15
+# %% ../nbs/27_report.ipynb #7dfbd1d5
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -25,7 +26,7 @@ from .archive import MANIFEST_FILE, RESERVED_NAMES
 from .charts import bars_svg, line_svg, scatter_svg
 from .errors import UsageError
 
-# %% ../nbs/27_report.ipynb #7bd9d47b
+# %% ../nbs/27_report.ipynb #221cc3bf
 REPORT_DIR = ".report"
 UI_FILE = ".ui.json"
 STATE_FILE = ".build-state.json"
@@ -35,7 +36,7 @@ def default_report_dir(archive_root) -> Path:
     "Where the report of the archive at `archive_root` is built by default."
     return Path(archive_root) / REPORT_DIR
 
-# %% ../nbs/27_report.ipynb #b28aba33
+# %% ../nbs/27_report.ipynb #38f579fa
 def _alive(pid) -> bool:
     "True when process `pid` exists."
     try:
@@ -59,7 +60,7 @@ def page_link(archive_root, page: str) -> str | None:
     target = site / page
     return target.resolve().as_uri() if target.is_file() else None
 
-# %% ../nbs/27_report.ipynb #59aff58b
+# %% ../nbs/27_report.ipynb #32e8fb11
 def _read_json(path: Path, default=None):
     "The JSON in `path`, or `default` when it is missing or unreadable."
     try:
@@ -75,7 +76,7 @@ def _run_entry(path: Path) -> dict | None:
         return None
     return {**manifest, "folder": path.parent, "values": _read_json(path.parent / "values.json", {})}
 
-# %% ../nbs/27_report.ipynb #6f474f90
+# %% ../nbs/27_report.ipynb #7e035869
 def read_runs(root) -> list:
     "Every readable run of the archive at `root`, oldest first, with `downstream` (runs that consumed it) filled in."
     root = Path(root)
@@ -94,7 +95,7 @@ def read_runs(root) -> list:
                 known[upstream]["downstream"].append(run["id"])
     return runs
 
-# %% ../nbs/27_report.ipynb #f5991a09
+# %% ../nbs/27_report.ipynb #30d0ce7f
 def read_registry(root) -> list:
     "Each registered model of the archive at `root`: its versions, current aliases and alias history."
     models = []
@@ -108,7 +109,7 @@ def read_registry(root) -> list:
                        "history": history})
     return models
 
-# %% ../nbs/27_report.ipynb #14613851
+# %% ../nbs/27_report.ipynb #51226906
 def read_records(root, kind: str) -> list:
     "The JSON records under `<root>/<kind>/` (`pipelines` or `sweeps`), newest first, each with its `name` and `page`."
     records = []
@@ -120,7 +121,7 @@ def read_records(root, kind: str) -> list:
                             "page": f"{kind}/{stem}.html", "stamp": path.stem})
     return sorted(records, key=lambda record: str(record.get("started_at") or record["stamp"]), reverse=True)
 
-# %% ../nbs/27_report.ipynb #9ea37e4c
+# %% ../nbs/27_report.ipynb #6d193f2c
 _TIME_FIELDS = ("ts", "timestamp", "time", "at", "received_at")
 _LATENCY_FIELDS = ("latency_ms", "duration_ms", "elapsed_ms")
 _VERSION_FIELDS = ("model_version", "version", "model")
@@ -141,7 +142,7 @@ def _rejected(row: dict) -> bool:
         return status >= 400
     return bool(row.get("rejected")) or row.get("error") not in (None, "") or status in ("rejected", "error")
 
-# %% ../nbs/27_report.ipynb #d4227b0e
+# %% ../nbs/27_report.ipynb #960dc5d4
 def read_serving(root, limit: int = 1_000_000) -> list:
     "Rows of the serving logs under `<root>/serving/` (JSON lines, Parquet), at most `limit`; [] when there are none."
     rows = []
@@ -159,7 +160,7 @@ def read_serving(root, limit: int = 1_000_000) -> list:
             break
     return rows[:limit]
 
-# %% ../nbs/27_report.ipynb #c85cbad8
+# %% ../nbs/27_report.ipynb #560e4f6f
 def _percentile(values: list, share: float) -> float | None:
     "The `share` percentile of `values` (nearest rank), None when empty."
     ordered = sorted(values)
@@ -181,7 +182,7 @@ def serving_summary(rows: list) -> dict:
             "minutes": sorted(minutes.items()), "versions": versions,
             "latency": {f"p{int(q * 100)}": _percentile(latencies, q) for q in (0.5, 0.9, 0.99)}}
 
-# %% ../nbs/27_report.ipynb #a727bb44
+# %% ../nbs/27_report.ipynb #5e125058
 BASE_TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{ title }} · mlkit report</title><link rel="icon" href="data:,">
@@ -191,7 +192,7 @@ BASE_TEMPLATE = """<!doctype html>
 <main><h1>{{ title }}</h1>{% block body %}{% endblock %}</main></body></html>
 """
 
-# %% ../nbs/27_report.ipynb #6124d867
+# %% ../nbs/27_report.ipynb #8179286f
 STYLE_CSS = """body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#222;background:#fafafa}
 nav{background:#23395d;padding:.6em 1.2em}nav a,nav b{color:#fff;margin-right:1.2em;text-decoration:none}
 main{padding:1em 1.6em;max-width:1200px}h1{font-size:1.5em;margin:.3em 0 .6em}h2{font-size:1.15em;margin-top:1.6em}
@@ -206,7 +207,7 @@ figure{margin:.6em 0}.charts svg{margin:0 1em 1em 0;background:#fff;border:1px s
 code,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.92em}pre{white-space:pre-wrap}
 """
 
-# %% ../nbs/27_report.ipynb #aa1910f8
+# %% ../nbs/27_report.ipynb #e5bb7564
 APP_JS = """(function () {
   var runs = window.MLKIT_RUNS || [], metrics = window.MLKIT_METRICS || [];
   var table = document.getElementById("runs");  if (!table) { return; }
@@ -268,7 +269,7 @@ APP_JS = """(function () {
 })();
 """
 
-# %% ../nbs/27_report.ipynb #9f6e1f13
+# %% ../nbs/27_report.ipynb #0607b301
 INDEX_TEMPLATE = """{% extends "base.html" %}{% block body %}
 <div>{% for model in models %}{% for alias, version in model.aliases.items() %}<div class="box">{{ alias }} of
 <a href="registry.html#{{ model.name }}">{{ model.name }}</a>: v{{ version }}{% if model.run_of[version] %},
@@ -289,7 +290,7 @@ run <a href="runs/{{ model.run_of[version] }}.html">{{ model.run_of[version] }}<
 <table id="runs"></table><script src="data/runs.js"></script><script src="assets/app.js"></script>
 {% endblock %}"""
 
-# %% ../nbs/27_report.ipynb #793f8148
+# %% ../nbs/27_report.ipynb #acd433c8
 RUN_TEMPLATE = """{% extends "base.html" %}{% block body %}
 <table><tr><th>job</th><td><a href="../jobs/{{ run.job }}.html">{{ run.job }}</a></td></tr>
 <tr><th>status</th><td class="{{ run.status }}">{{ run.status }}</td></tr>
@@ -312,7 +313,7 @@ RUN_TEMPLATE = """{% extends "base.html" %}{% block body %}
 <td class="num">{{ f.bytes }}</td><td class="mono">{{ (f.sha256 or "")[:16] }}</td></tr>{% endfor %}</table>{% endif %}
 {% endblock %}"""
 
-# %% ../nbs/27_report.ipynb #70bd1111
+# %% ../nbs/27_report.ipynb #710eec5d
 JOB_TEMPLATE = """{% extends "base.html" %}{% block body %}
 <p>{{ runs|length }} runs{% if varying %}; parameters that vary: {{ varying|join(", ") }}{% endif %}.</p>
 <div class="charts">{% for chart in charts %}{{ chart|safe }}{% endfor %}</div>
@@ -322,7 +323,7 @@ JOB_TEMPLATE = """{% extends "base.html" %}{% block body %}
 {% endfor %}{% for m in metrics %}<td class="num">{{ run.metrics.get(m, "") }}</td>{% endfor %}</tr>{% endfor %}
 </table>{% endblock %}"""
 
-# %% ../nbs/27_report.ipynb #76b721f2
+# %% ../nbs/27_report.ipynb #ffccd875
 REGISTRY_TEMPLATE = """{% extends "base.html" %}{% block body %}
 {% if not models %}<p>No model is registered in this archive.</p>{% endif %}
 {% for model in models %}<h2 id="{{ model.name }}">{{ model.name }}</h2>
@@ -336,7 +337,7 @@ REGISTRY_TEMPLATE = """{% extends "base.html" %}{% block body %}
 {{ "v%s"|format(e.to_version) if e.to_version else "none" }} — {{ e.reason }}</p>{% endfor %}</div>{% endfor %}
 {% endblock %}"""
 
-# %% ../nbs/27_report.ipynb #4ece032a
+# %% ../nbs/27_report.ipynb #261a8d72
 PIPELINE_TEMPLATE = """{% extends "base.html" %}{% block body %}
 <p>{{ record.started_at }} to {{ record.finished_at }}{% if record.file %}, from {{ record.file }}{% endif %}</p>
 {% if chart %}<div class="charts">{{ chart|safe }}</div>{% endif %}
@@ -347,7 +348,7 @@ PIPELINE_TEMPLATE = """{% extends "base.html" %}{% block body %}
 {% if run_ids %}<h2>Runs</h2><ul>{% for id in run_ids %}<li><a href="../runs/{{ id }}.html">{{ id }}</a></li>
 {% endfor %}</ul>{% endif %}{% endblock %}"""
 
-# %% ../nbs/27_report.ipynb #afbcd295
+# %% ../nbs/27_report.ipynb #828ad87c
 DRIFT_TEMPLATE = """{% extends "base.html" %}{% block body %}
 {% if not latest %}<p>No monitoring run (a run with a <code>drift_report.csv</code> artifact) in this archive.</p>
 {% else %}<p>Latest monitoring run: <a href="runs/{{ latest.id }}.html">{{ latest.id }}</a> ({{ latest.job }},
@@ -359,7 +360,7 @@ DRIFT_TEMPLATE = """{% extends "base.html" %}{% block body %}
 <figcaption>{{ name }}</figcaption></figure>{% endfor %}
 {% if chart %}<h2>Over time</h2><div class="charts">{{ chart|safe }}</div>{% endif %}{% endif %}{% endblock %}"""
 
-# %% ../nbs/27_report.ipynb #ed1716b2
+# %% ../nbs/27_report.ipynb #6ea9f5bf
 SERVING_TEMPLATE = """{% extends "base.html" %}{% block body %}
 {% if not summary.requests %}<p>No serving log under <code>serving/</code> in this archive.</p>{% else %}
 <p><span class="box">{{ summary.requests }} requests</span><span class="box">{{ summary.rejected }} rejected</span>
@@ -368,21 +369,22 @@ SERVING_TEMPLATE = """{% extends "base.html" %}{% block body %}
 <h2>Versions served</h2><table><tr><th>version</th><th>requests</th></tr>{% for v, n in summary.versions.items() %}
 <tr><td>{{ v }}</td><td class="num">{{ n }}</td></tr>{% endfor %}</table>{% endif %}{% endblock %}"""
 
-# %% ../nbs/27_report.ipynb #610ff188
+# %% ../nbs/27_report.ipynb #c62e9d12
 NOTEBOOK_TEMPLATE = """{% extends "base.html" %}{% block head %}<link rel="stylesheet" href="../assets/notebook.css">
 {% endblock %}{% block body %}<p>Run <a href="../runs/{{ run_id }}.html">{{ run_id }}</a>, as executed.</p>
 <div class="notebook">{{ body|safe }}</div>{% endblock %}"""
 
-# %% ../nbs/27_report.ipynb #90cc06e3
+# %% ../nbs/27_report.ipynb #104ce87f
+@functools.cache
 def templates():
-    "The jinja2 environment holding the report's templates (autoescaped)."
+    "The jinja2 environment holding the report's templates (autoescaped), built once per process."
     import jinja2
     sources = {"base.html": BASE_TEMPLATE, "index.html": INDEX_TEMPLATE, "run.html": RUN_TEMPLATE,
                "job.html": JOB_TEMPLATE, "registry.html": REGISTRY_TEMPLATE, "pipeline.html": PIPELINE_TEMPLATE,
                "drift.html": DRIFT_TEMPLATE, "serving.html": SERVING_TEMPLATE, "notebook.html": NOTEBOOK_TEMPLATE}
     return jinja2.Environment(loader=jinja2.DictLoader(sources), autoescape=True, undefined=jinja2.ChainableUndefined)
 
-# %% ../nbs/27_report.ipynb #0ae5a9bc
+# %% ../nbs/27_report.ipynb #2b81034a
 _EXPORTERS = []
 
 
@@ -395,7 +397,7 @@ def render_notebook(path) -> str:
     body, _ = _EXPORTERS[0].from_notebook_node(nbformat.read(str(path), as_version=4))
     return body
 
-# %% ../nbs/27_report.ipynb #8c2c4141
+# %% ../nbs/27_report.ipynb #89e5320f
 def notebook_css() -> str:
     "The stylesheet of rendered notebooks: cell layout and Pygments' code colours."
     from pygments.formatters import HtmlFormatter
@@ -405,7 +407,7 @@ def notebook_css() -> str:
               ".jp-OutputArea-output img{max-width:100%}.jp-RenderedHTMLCommon table{font-size:.9em}")
     return layout + HtmlFormatter(style="default").get_style_defs(".highlight")
 
-# %% ../nbs/27_report.ipynb #693bb32b
+# %% ../nbs/27_report.ipynb #b0da2c8d
 _VERSION = hashlib.sha256("".join([BASE_TEMPLATE, STYLE_CSS, APP_JS, INDEX_TEMPLATE, RUN_TEMPLATE, JOB_TEMPLATE,
                                    REGISTRY_TEMPLATE, PIPELINE_TEMPLATE, DRIFT_TEMPLATE, SERVING_TEMPLATE,
                                    NOTEBOOK_TEMPLATE]).encode()).hexdigest()[:16]
@@ -423,7 +425,7 @@ def _write_text(target: Path, text: str):
     temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, target)
 
-# %% ../nbs/27_report.ipynb #598651d6
+# %% ../nbs/27_report.ipynb #d6010407
 @dataclass
 class BuildResult:
     "What a report build did: the site folder, the pages it wrote, how many it left as they were, its time."
@@ -438,7 +440,7 @@ class BuildResult:
         return (f"report {self.out}: {len(self.written)} pages written, {self.unchanged} unchanged"
                 + (f", {len(self.removed)} removed" if self.removed else "") + f" in {self.seconds:.2f} s")
 
-# %% ../nbs/27_report.ipynb #9b6c6586
+# %% ../nbs/27_report.ipynb #3aa6d4a1
 class _Site:
     "The site being built: page keys from the last build, and the pages of this one."
 
@@ -470,7 +472,7 @@ class _Site:
             self.result.removed.append(name)
         _write_text(self.out / STATE_FILE, json.dumps({"version": _VERSION, "pages": self.new}))
 
-# %% ../nbs/27_report.ipynb #43dfb1cb
+# %% ../nbs/27_report.ipynb #b7f5b301
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp")
 _TABLE_BYTES, _TABLE_ROWS = 65_536, 30
 
@@ -493,7 +495,7 @@ def _csv_preview(path: Path) -> tuple:
         rows = [row for _, row in zip(range(_TABLE_ROWS + 1), csv.reader(handle), strict=False)]
     return (rows[0], rows[1:]) if rows else ([], [])
 
-# %% ../nbs/27_report.ipynb #09dfe4b2
+# %% ../nbs/27_report.ipynb #49f5b4ca
 def _artifact_views(run: dict, out: Path, root: str) -> tuple:
     "`(images, tables, other files)` of a run's artifacts; images are copied into the site."
     images, tables, files = [], [], []
@@ -511,7 +513,7 @@ def _artifact_views(run: dict, out: Path, root: str) -> tuple:
             files.append(record)
     return images, tables, files
 
-# %% ../nbs/27_report.ipynb #175946d6
+# %% ../nbs/27_report.ipynb #6ccafba3
 def _cell(value):
     "A table cell: numbers as they are, anything else as compact text."
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -531,7 +533,7 @@ def _run_sections(run: dict) -> list:
             ("Inputs", inputs),
             ("Alerts", [[a.get("kind"), a.get("message")] for a in run.get("alerts") or []])]
 
-# %% ../nbs/27_report.ipynb #4eb54ec4
+# %% ../nbs/27_report.ipynb #a1237622
 def _run_page(site: _Site, env, run: dict, known: set):
     "Write the page of one run (when its content changed)."
     lineage = [("Upstream", [(i, i in known) for i in run.get("upstream") or []]),
@@ -551,7 +553,7 @@ def _run_page(site: _Site, env, run: dict, known: set):
 
     site.page(f"runs/{run['id']}.html", key, render)
 
-# %% ../nbs/27_report.ipynb #69a92873
+# %% ../nbs/27_report.ipynb #deadac04
 def _notebook_page(task: tuple) -> str:
     "Render one notebook page; `task` is `(notebook path, run id, target path)`. Returns the page name."
     path, run_id, target = task
@@ -577,7 +579,7 @@ def _notebook_pages(site: _Site, runs: list, workers: int):
     else:
         site.result.written += [_notebook_page(task) for task in tasks]
 
-# %% ../nbs/27_report.ipynb #e47a8a0f
+# %% ../nbs/27_report.ipynb #81fe7746
 def _varying(runs: list) -> list:
     "Names of the parameters whose values differ between `runs`."
     names = sorted({name for run in runs for name in run.get("params") or {}})
@@ -599,7 +601,7 @@ def _job_charts(runs: list, varying: list, metrics: list) -> list:
             charts.append(line_svg(list(range(1, len(scored) + 1)), [r["metrics"][metric] for r in scored], "run", metric))
     return charts
 
-# %% ../nbs/27_report.ipynb #db5095df
+# %% ../nbs/27_report.ipynb #1cf6e1c2
 def _job_pages(site: _Site, env, runs: list):
     "Write one page per job comparing its runs."
     by_job = {}
@@ -617,7 +619,7 @@ def _job_pages(site: _Site, env, runs: list):
 
         site.page(f"jobs/{job}.html", summaries, render)
 
-# %% ../nbs/27_report.ipynb #cdd2eb13
+# %% ../nbs/27_report.ipynb #9df17e8d
 def _registry_page(site: _Site, env, models: list):
     "Write the registry page: versions with metrics, current aliases, the alias history."
     for model in models:
@@ -638,7 +640,7 @@ def _record_pages(site: _Site, env, records: list):
                   env.get_template("pipeline.html").render(title=f"{record['name']} {record['stamp']}", root="../",
                                                            record=record, stages=stages, chart=chart, run_ids=ids))
 
-# %% ../nbs/27_report.ipynb #12283c7d
+# %% ../nbs/27_report.ipynb #cbe755ac
 def _record_run_ids(record: dict) -> list:
     "The run ids a pipeline or sweep record names (`stages[].run_id`, `runs`, `run_ids`)."
     ids = [s.get("run_id") for s in record.get("stages") or [] if isinstance(s, dict)]
@@ -646,7 +648,7 @@ def _record_run_ids(record: dict) -> list:
         ids.append(item.get("run_id") or item.get("id") if isinstance(item, dict) else item)
     return [i for i in dict.fromkeys(ids) if isinstance(i, str)]
 
-# %% ../nbs/27_report.ipynb #97a4754f
+# %% ../nbs/27_report.ipynb #9aabc596
 def _drift_page(site: _Site, env, runs: list):
     "Write the drift page from the newest run with a `drift_report.csv` artifact."
     monitors = [r for r in runs if (r["folder"] / "artifacts" / "drift_report.csv").is_file()]
@@ -667,7 +669,7 @@ def _drift_page(site: _Site, env, runs: list):
 
     site.page("drift.html", key, render)
 
-# %% ../nbs/27_report.ipynb #96fb9764
+# %% ../nbs/27_report.ipynb #25d9b6cb
 def _serving_page(site: _Site, env, root: Path):
     "Write the serving page from the logs under `<root>/serving/` (a placeholder when there are none)."
     folder = root / "serving"
@@ -683,7 +685,7 @@ def _serving_page(site: _Site, env, root: Path):
 
     site.page("serving.html", key, render)
 
-# %% ../nbs/27_report.ipynb #5f1f7f39
+# %% ../nbs/27_report.ipynb #28b74c38
 def _index_pages(site: _Site, env, runs: list, models: list, pipelines: list, sweeps: list):
     "Write `index.html` and its data script `data/runs.js`."
     rows = [{"id": r["id"], "job": r["job"], "status": r["status"], "started": str(r.get("started_at") or "")[:19],
@@ -706,7 +708,7 @@ def _counts(values) -> dict:
         counts[value] = counts.get(value, 0) + 1
     return counts
 
-# %% ../nbs/27_report.ipynb #d60c502d
+# %% ../nbs/27_report.ipynb #8453b6a8
 def build_report(archive=None, out=None, workers: int | None = None) -> BuildResult:
     "Build (or bring up to date) the static report of `archive` in `out`; returns what was written."
     from mlkit.archive import open_archive
