@@ -49,7 +49,7 @@ def command_group(commands, name: str, help: str):
     return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 # %% ../nbs/31_cli.ipynb #a7c1d021
-COMMAND_MODULES = ["mlkit.cli_runs", "mlkit.cli_pipeline", "mlkit.cli_models", "mlkit.cli_contract"]
+COMMAND_MODULES = ["mlkit.cli_runs", "mlkit.cli_pipeline", "mlkit.cli_models", "mlkit.cli_contract", "mlkit.cli_sweep"]
 COMMANDS_ENTRY_POINTS = "mlkit.commands"
 
 

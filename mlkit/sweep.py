@@ -7,7 +7,8 @@ Docs: https://mlkit-dev.github.io/mlkit/sweep.html.md"""
 # %% auto #0
 __all__ = ['DISTRIBUTIONS', 'SWEEP_KEYS', 'GOALS', 'SWEEPS_DIR', 'ParamText', 'grid_points', 'draw', 'random_points',
            'sweep_points', 'load_sweep_file', 'prepare_points', 'PointResult', 'rank_points', 'varying_names',
-           'sweep_table', 'progress_line', 'SweepResult', 'write_sweep_record', 'list_sweeps', 'get_sweep', 'sweep']
+           'sweep_table', 'progress_line', 'SweepResult', 'write_sweep_record', 'list_sweeps', 'get_sweep',
+           'sweep_runs', 'sweep']
 
 # %% ../nbs/24_sweep.ipynb #2c36fd01
 import itertools
@@ -224,6 +225,15 @@ def get_sweep(archive: Archive, reference: str) -> SweepResult:
     if not found:
         raise RunNotFoundError(f"no sweep {reference!r} in archive {archive.root}")
     raise RunNotFoundError(f"sweep prefix {reference!r} is ambiguous: {', '.join(s.id for s in found[:5])}")
+
+# %% ../nbs/24_sweep.ipynb #a4b6dc63
+def sweep_runs(archive: Archive, reference: str, metric: str | None = None, ascending: bool = False) -> tuple:
+    "`(runs, metric, ascending)` for comparing sweep `reference`: its points' runs, its metric unless `metric`."
+    found = get_sweep(archive, reference)
+    runs = [archive.get_run(p.run_id) for p in found.points if p.run_id]
+    if metric:
+        return runs, metric, ascending
+    return runs, found.metric, found.goal == "minimize"
 
 # %% ../nbs/24_sweep.ipynb #82d5062e
 def _settle(result: PointResult, run, began: float):
