@@ -419,7 +419,8 @@ def execute(job: PreparedJob, archive: Archive, timeout: float | None = None, ex
     "Execute a prepared job and commit it to `archive` (indexed unless not `index`); returns the archived `Run`."
     if timeout is not None and timeout <= 0:
         raise UsageError(f"timeout must be a positive number of seconds, got {timeout}")
-    archive.sweep_staging()
+    if index:  # a worker of a cluster must not judge other machines' staging folders by their process ids
+        archive.sweep_staging()
     run_id = new_run_id()
     facts = {}
     gatherer = threading.Thread(target=_gather_facts, args=(job.project.root, facts), daemon=True)

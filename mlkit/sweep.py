@@ -320,6 +320,8 @@ def sweep(job=None, grid: dict | None = None, params: dict | None = None, *, ran
 def _run_points(prepared, points, store, pool, metric, goal, force, timeout, announce, file) -> SweepResult:
     "Run the prepared points of a sweep on executor `pool`, recording as they finish."
     sweep_id, began, started = new_run_id(), time.monotonic(), utc_now()
+    if pool.name == "local":  # staging folders of dead local processes; a cluster's are judged on their machines
+        store.sweep_staging()
     results, to_run = _start_sweep(prepared, points, store, force)
     info = {"status": "running", "file": str(file) if file else None, "executor": pool.name,
             "max_workers": pool.max_workers, "started_at": iso(started), "finished_at": None}
