@@ -236,10 +236,10 @@ def sweep_runs(archive: Archive, reference: str, metric: str | None = None, asce
     return runs, found.metric, found.goal == "minimize"
 
 # %% ../nbs/24_sweep.ipynb #82d5062e
-def _settle(result: PointResult, run, began: float):
-    "Fill `result` from the archived `run`."
+def _settle(result: PointResult, run):
+    "Fill `result` from the archived `run` (its seconds are the run's own, queueing left out)."
     result.status, result.run_id, result.cached = run.status, run.id, run.cached
-    result.metrics, result.seconds = dict(run.metrics), run.duration_s if run.cached else round(time.monotonic() - began, 2)
+    result.metrics, result.seconds = dict(run.metrics), run.duration_s
     if not run.succeeded:
         error = run.manifest.get("error") or {}
         result.note = f"{error.get('ename')}: {error.get('evalue')}"
@@ -249,9 +249,9 @@ def _collect(executor, futures: dict, results: list, archive: Archive, report) -
     "Wait for the `futures` (future → point number), indexing and recording each finished point."
     while futures:
         for future in executor.wait(set(futures), timeout=1.0):
-            number, began = futures.pop(future)
+            number = futures.pop(future)
             try:
-                _settle(results[number], index_outcome(archive, future.result()), began)
+                _settle(results[number], index_outcome(archive, future.result()))
             except Exception as error:
                 results[number].status, results[number].note = "error", f"{type(error).__name__}: {error}"
             report(results[number])
@@ -264,7 +264,7 @@ def _start_sweep(prepared: list, points: list, archive: Archive, force: bool) ->
         result = PointResult(number, {k: job.params.get(k) for k in point}, params=dict(job.params))
         hit = None if force else cache_hit(job, archive)
         if hit is not None:
-            _settle(result, hit, time.monotonic())
+            _settle(result, hit)
         else:
             to_run.append(number)
         results.append(result)
@@ -335,7 +335,7 @@ def _run_points(prepared, points, store, pool, metric, goal, force, timeout, ann
     for number in to_run:
         task = PointTask(prepared[number], str(store.root), {"sweep": {"id": sweep_id, "point": number}}, "sweep",
                          not_before=sweep_id[:19], timeout=timeout)
-        futures[pool.submit(task)] = (number, time.monotonic())
+        futures[pool.submit(task)] = number
     _collect(pool, futures, results, store, report)
     result.info.update(status="finished", finished_at=iso(utc_now()))
     write_sweep_record(store, result)
