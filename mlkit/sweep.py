@@ -256,6 +256,17 @@ def _collect(executor, futures: dict, results: list, archive: Archive, report) -
                 results[number].status, results[number].note = "error", f"{type(error).__name__}: {error}"
             report(results[number])
 
+# %% ../nbs/24_sweep.ipynb #75cd12f4
+def _wind_down(executor, futures: dict, results: list, archive: Archive, report, announce) -> None:
+    "After Ctrl-C: cancel the points not started, then wait for the running ones and record them."
+    for future in list(futures):
+        future.cancel()
+        if future.cancelled():
+            futures.pop(future)
+    if announce and futures:
+        announce(f"interrupted: waiting for {len(futures)} running point(s); Ctrl-C again stops now")
+    _collect(executor, futures, results, archive, report)
+
 # %% ../nbs/24_sweep.ipynb #6209958d
 def _start_sweep(prepared: list, points: list, archive: Archive, force: bool) -> tuple:
     "`(results, to_run)`: a `PointResult` per point, cache hits settled, and the point numbers left to execute."
@@ -336,7 +347,13 @@ def _run_points(prepared, points, store, pool, metric, goal, force, timeout, ann
         task = PointTask(prepared[number], str(store.root), {"sweep": {"id": sweep_id, "point": number}}, "sweep",
                          not_before=sweep_id[:19], timeout=timeout)
         futures[pool.submit(task)] = number
-    _collect(pool, futures, results, store, report)
+    try:
+        _collect(pool, futures, results, store, report)
+    except KeyboardInterrupt:
+        _wind_down(pool, futures, results, store, report, announce)
+        result.info.update(status="interrupted", finished_at=iso(utc_now()))
+        write_sweep_record(store, result)
+        raise
     result.info.update(status="finished", finished_at=iso(utc_now()))
     write_sweep_record(store, result)
     return result

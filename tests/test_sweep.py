@@ -2,8 +2,12 @@
 
 import json
 import os
+import signal
+import subprocess
+import time
 
 import pytest
+from conftest import MLKIT
 
 from mlkit.archive import Archive
 
@@ -90,3 +94,29 @@ def test_python_api_never_changes_the_working_directory(quad, monkeypatch):
     assert os.getcwd() == before
     assert [p.values["x"] for p in result.ranked()] == [3.0, 2.0]
     assert result.failed == []
+
+
+def test_ctrl_c_keeps_the_running_point_and_runs_no_more(project):
+    project.job("slow", "x: int = 0", "import time, mlkit\ntime.sleep(2.0)\nmlkit.log_metric('x', x)")
+    sweep = subprocess.Popen([MLKIT, "sweep", "slow", "--grid", "x=1,2,3", "--max-workers", "1"], cwd=project.root,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        staging = project.archive / ".staging"
+        deadline = time.monotonic() + 60
+        while not (staging.is_dir() and any(staging.iterdir())) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        sweep.send_signal(signal.SIGINT)
+        _, err = sweep.communicate(timeout=60)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+            sweep.wait(timeout=10)
+    assert sweep.returncode == 1, err
+    assert "interrupted: waiting for 1 running point(s)" in err
+    record = json.loads(project.mlkit("sweep", "show", "2", "--json", check=0).stdout)
+    assert record["status"] == "interrupted"
+    assert sorted(p["status"] for p in record["points"]) == ["pending", "pending", "succeeded"]
+    folders = project.run_folders("slow")
+    assert len(folders) == 1  # the running point finished and is archived ...
+    assert [r.id for r in Archive(project.archive).list_runs(job="slow")] == [folders[0].name]  # ... and indexed
