@@ -7,7 +7,7 @@ Docs: https://mlkit-dev.github.io/mlkit/package.html.md"""
 # %% auto #0
 __all__ = ['Run', 'get_run', 'list_runs', 'JobFailed', 'MlkitError', 'ParameterError', 'UsageError', 'log_alert', 'upstream',
            'log_artifact', 'log_figure', 'log_input', 'log_metric', 'log_outcome', 'log_table', 'log_upstream',
-           'log_value', 'project_path', 'reproduce', 'run', 'runs_frame']
+           'log_value', 'project_path', 'reproduce', 'run', 'runs_frame', 'sweep']
 
 # %% ../nbs/99_package.ipynb #7939cad0
 __version__ = "0.1.0"
@@ -21,7 +21,8 @@ from .registry import upstream
 from .compare import runs_frame
 from .reproduce import reproduce
 from .runner import run
+from .sweep import sweep
 
 _all_ = ["Run", "get_run", "list_runs", "JobFailed", "MlkitError", "ParameterError", "UsageError", "log_alert",
          "upstream", "log_artifact", "log_figure", "log_input", "log_metric", "log_outcome", "log_table",
-         "log_upstream", "log_value", "project_path", "reproduce", "run", "runs_frame"]
+         "log_upstream", "log_value", "project_path", "reproduce", "run", "runs_frame", "sweep"]

@@ -49,7 +49,7 @@ def iso(moment: datetime) -> str:
 
 # %% ../nbs/05_archive.ipynb #a5c0de15
 _JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
-RESERVED_NAMES = ("registry", "pipelines")  # folders of the archive that are not jobs
+RESERVED_NAMES = ("registry", "pipelines", "sweeps")  # folders of the archive that are not jobs
 
 
 def check_job_name(name: str) -> str:
@@ -345,14 +345,15 @@ class Archive:
         "Remove staging folders left by processes that no longer exist (e.g. after `kill -9`)."
         return _sweep_staging(self.root / STAGING_DIR)
 
-    def commit(self, staging: Path, manifest: dict) -> Run:
-        "Write `manifest` into `staging`, move the run into place atomically, and index it."
+    def commit(self, staging: Path, manifest: dict, index: bool = True) -> Run:
+        "Write `manifest` into `staging`, move the run into place atomically, and index it (unless not `index`)."
         job = check_job_name(manifest["job"])
         write_json_atomic(staging / MANIFEST_FILE, manifest)
         destination = self.root / job / manifest["id"]
         destination.parent.mkdir(parents=True, exist_ok=True)
         os.rename(staging, destination)
-        self.index(manifest, destination)
+        if index:  # a worker on a shared filesystem leaves the index to its coordinator
+            self.index(manifest, destination)
         return Run(destination, manifest=manifest)
 
     def index(self, manifest: dict, folder: Path):

@@ -40,7 +40,8 @@ def command_pipeline_run(args) -> int:
     from mlkit.pipeline import run_pipeline
     began = time.monotonic()
     pipeline, results, record = run_pipeline(args.file, archive=args.archive, force=args.force,
-                                             announce=None if args.json else say)
+                                             announce=None if args.json else say, max_workers=args.max_workers,
+                                             executor=args.executor, address=args.address)
     store = open_archive(args.archive)
     model = pipeline.model_name
     current = _model_aliases(store, model)
@@ -65,6 +66,9 @@ def _add_pipeline_run(pipeline):
     pipeline_run.add_argument("--file", metavar="FILE.yaml", help="pipeline file (default params/pipeline.yaml)")
     pipeline_run.add_argument("--force", action="store_true", help="execute every stage, even cached ones")
     pipeline_run.add_argument("--json", action="store_true", help="print the stage results as JSON")
+    pipeline_run.add_argument("--max-workers", type=int, default=1, metavar="N", help="stages at once (default 1)")
+    pipeline_run.add_argument("--executor", choices=["local", "dask"], default="local", help="where stages run")
+    pipeline_run.add_argument("--address", metavar="tcp://HOST:PORT", help="Dask scheduler (default: a local cluster)")
     add_archive_option(pipeline_run)
     pipeline_run.set_defaults(handler=command_pipeline_run)
 

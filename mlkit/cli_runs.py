@@ -195,7 +195,11 @@ def command_runs_compare(args) -> int:
     "mlkit runs compare: one table over many runs."
     from mlkit.archive import open_archive
     from mlkit.compare import compare_rows, compare_table
-    runs = open_archive(args.archive).list_runs(job=args.job, status=args.status, limit=args.limit)
+    store = open_archive(args.archive)
+    runs = store.list_runs(job=args.job, status=args.status, limit=args.limit)
+    if args.sweep:  # the runs of one sweep, ranked by its metric and goal unless told otherwise
+        from mlkit.sweep import sweep_runs
+        runs, args.metric, args.ascending = sweep_runs(store, args.sweep, args.metric, args.ascending)
     if args.metric and not any(args.metric in run.metrics for run in runs):
         known = sorted({name for run in runs for name in run.metrics})
         say(f"warning: no run has metric {args.metric!r} (metrics: {', '.join(known) or 'none'})")
@@ -210,6 +214,7 @@ def command_runs_compare(args) -> int:
 def _add_runs_compare(runs):
     compare = runs.add_parser("compare", help="one table over many runs (varying params, metrics)")
     _add_run_filters(compare)
+    compare.add_argument("--sweep", metavar="SWEEP", help="the runs of this sweep, ranked by its metric")
     compare.add_argument("--metric", help="sort by this metric (best first)")
     compare.add_argument("--ascending", action="store_true", help="lower is better for --metric")
     compare.add_argument("--json", action="store_true", help="print JSON")

@@ -167,7 +167,8 @@ def last_pipeline_record(archive: Archive, name: str | None = None) -> dict | No
     return json.loads(records[-1].read_text(encoding="utf-8")) if records else None
 
 # %% ../nbs/19_pipeline.ipynb #e1a0c044
-def run_pipeline(path=None, archive=None, force: bool = False, announce=None) -> tuple:
+def run_pipeline(path=None, archive=None, force: bool = False, announce=None, max_workers: int | None = 1,
+                 executor: str = "local", address: str | None = None) -> tuple:
     "Run the pipeline in `path` (default `params/pipeline.yaml`); returns `(pipeline, results, record path)`."
     project = find_project()
     path = Path(path) if path else project.params_dir / "pipeline.yaml"
@@ -176,6 +177,11 @@ def run_pipeline(path=None, archive=None, force: bool = False, announce=None) ->
     say = announce or (lambda message: None)
     runs, results = {}, []
     started = utc_now()
+    if max_workers != 1 or executor != "local":  # independent stages side by side: see the executors notebook
+        from mlkit.executors import make_executor, run_stages
+        with make_executor(executor, max_workers, address) as pool:
+            results = run_stages(pipeline, store, pool, force, say, project)
+        return pipeline, results, _write_record(store, pipeline, path, started, results)
     for number, stage in enumerate(pipeline.stages, start=1):
         prefix = f"[{number}/{len(pipeline.stages)}] {stage.name} ({stage.job})"
         skip = _skip_reason(stage, runs)

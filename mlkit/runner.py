@@ -418,11 +418,12 @@ def _write_run_files(job: PreparedJob, staging: Path):
 
 # %% ../nbs/09_runner.ipynb #ecf0ca47
 def execute(job: PreparedJob, archive: Archive, timeout: float | None = None, extra: dict | None = None,
-            announce=None) -> Run:
-    "Execute a prepared job and commit it to `archive`; returns the archived `Run` (any status)."
+            announce=None, index: bool = True) -> Run:
+    "Execute a prepared job and commit it to `archive` (indexed unless not `index`); returns the archived `Run`."
     if timeout is not None and timeout <= 0:
         raise UsageError(f"timeout must be a positive number of seconds, got {timeout}")
-    archive.sweep_staging()
+    if index:  # a worker of a cluster must not judge other machines' staging folders by their process ids
+        archive.sweep_staging()
     run_id = new_run_id()
     facts = {}
     gatherer = threading.Thread(target=_gather_facts, args=(job.project.root, facts), daemon=True)
@@ -437,7 +438,7 @@ def execute(job: PreparedJob, archive: Archive, timeout: float | None = None, ex
         _write_run_files(job, staging)
         gatherer.join()
         manifest = build_manifest(job, run_id, staging, attempt, started, utc_now(), retries, facts, extra)
-        run = archive.commit(staging, manifest)
+        run = archive.commit(staging, manifest, index=index)
     if state.get("pending_signal"):
         raise JobInterrupted(f"stopped by signal {state['pending_signal']} after run {run_id} was archived")
     return run
