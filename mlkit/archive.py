@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import RunNotFoundError, UsageError
+from .names import check_name
 from .record import read_json
 
 # %% ../nbs/05_archive.ipynb #4695bbc9
@@ -54,8 +55,7 @@ RESERVED_NAMES = ("registry", "pipelines", "sweeps")  # folders of the archive t
 
 def check_job_name(name: str) -> str:
     "`name` if it is usable as a job folder name, else `UsageError`."
-    if not _JOB_NAME.fullmatch(name):
-        raise UsageError(f"job name {name!r} must use letters, digits, '_', '.', '-' (it names a folder)")
+    check_name("job", name)
     if name in RESERVED_NAMES:
         raise UsageError(f"job name {name!r} is reserved for the archive's own {name} folder; rename the notebook")
     return name

@@ -41,7 +41,7 @@ def command_pipeline_run(args) -> int:
     began = time.monotonic()
     pipeline, results, record = run_pipeline(args.file, archive=args.archive, force=args.force,
                                              announce=None if args.json else say, max_workers=args.max_workers,
-                                             executor=args.executor, address=args.address)
+                                             executor=args.executor, address=args.address, wait=args.wait)
     store = open_archive(args.archive)
     model = pipeline.model_name
     current = _model_aliases(store, model)
@@ -62,21 +62,28 @@ def command_pipeline_run(args) -> int:
 
 
 def _add_pipeline_run(pipeline):
-    pipeline_run = pipeline.add_parser("run", help="run the stages of params/pipeline.yaml")
+    pipeline_run = pipeline.add_parser(
+        "run", help="run the stages of params/pipeline.yaml",
+        description="Run a pipeline's stages. One pipeline runs at most once at a time per archive: while another "
+                    "process runs it, this one is refused (exit 1, naming that process's pid, host and start time), "
+                    "or waits for it with --wait. A killed run never leaves the lock behind.")
     pipeline_run.add_argument("--file", metavar="FILE.yaml", help="pipeline file (default params/pipeline.yaml)")
     pipeline_run.add_argument("--force", action="store_true", help="execute every stage, even cached ones")
     pipeline_run.add_argument("--json", action="store_true", help="print the stage results as JSON")
     pipeline_run.add_argument("--max-workers", type=int, default=1, metavar="N", help="stages at once (default 1)")
     pipeline_run.add_argument("--executor", choices=["local", "dask"], default="local", help="where stages run")
     pipeline_run.add_argument("--address", metavar="tcp://HOST:PORT", help="Dask scheduler (default: a local cluster)")
+    pipeline_run.add_argument("--wait", action="store_true", help="if this pipeline is running, wait for it to end")
     add_archive_option(pipeline_run)
     pipeline_run.set_defaults(handler=command_pipeline_run)
 
 # %% ../nbs/35_cli_pipeline.ipynb #c3d0a023
-def _record_table(record: dict) -> str:
-    "The stages of a pipeline record as a table: status, run and outcome."
-    rows = [[s["stage"], s["job"], s["status"] + (" (cached)" if s["cached"] else ""), s["run_id"], s["note"]]
-            for s in record["stages"]]
+def _record_table(record: dict, state: str = "finished") -> str:
+    "The stages of a pipeline record as a table: status, run and outcome (a `running` stage of a cut-off run: cut off)."
+    def status(stage):
+        shown = "cut off" if stage["status"] == "running" and state == "cut off" else stage["status"]
+        return shown + (" (cached)" if stage["cached"] else "")
+    rows = [[s["stage"], s["job"], status(s), s["run_id"], s["note"]] for s in record["stages"]]
     return format_table(rows, ["stage", "job", "status", "run", "outcome"], max_width=90)
 
 # %% ../nbs/35_cli_pipeline.ipynb #c3d0a024
@@ -87,21 +94,32 @@ def _registry_lines(archive) -> list:
     return [f"{name}: {', '.join(f'{a}=v{v}' for a, v in aliases(registry, name).items()) or 'no aliases'}"
             for name in registry.names()]
 
+# %% ../nbs/35_cli_pipeline.ipynb #c3d0a040
+def _status_line(record: dict, state: str) -> str:
+    "The first line of `mlkit pipeline status`: which pipeline, when, and whether it finished."
+    head = f"pipeline {record['pipeline']}: {record['started_at']}"
+    if state == "finished":
+        return f"{head} to {record['finished_at']}"
+    if state == "running":
+        return f"{head}, still running (pid {record.get('pid')} on {record.get('host')})"
+    return f"{head}, cut off: its process (pid {record.get('pid')} on {record.get('host')}) ended mid-pipeline"
+
 # %% ../nbs/35_cli_pipeline.ipynb #a44331d2
 def command_pipeline_status(args) -> int:
     "mlkit pipeline status: the last pipeline run and the champion."
     from mlkit.archive import open_archive
-    from mlkit.pipeline import last_pipeline_record
+    from mlkit.pipeline import last_pipeline_record, pipeline_state
     store = open_archive(args.archive)
     record = last_pipeline_record(store, args.name)
     if record is None:
         print("no pipeline has run in this archive")
         return 0
+    state = pipeline_state(store, record)
     if args.json:
-        print_json(record)
+        print_json({**record, "state": state})
         return 0
-    print(f"pipeline {record['pipeline']}: {record['started_at']} to {record['finished_at']}")
-    print(_record_table(record))
+    print(_status_line(record, state))
+    print(_record_table(record, state))
     for line in _registry_lines(store):
         print(line)
     return 0

@@ -235,13 +235,26 @@ def _start_ready(pipeline, state: dict, store: Archive, executor, force: bool, p
         progressed = any([_start_stage(stage, state, store, executor, force, project) for stage in ready])
 
 # %% ../nbs/23_executors.ipynb #c47a5b0f
-def run_stages(pipeline, store: Archive, executor, force: bool = False, announce=None, project=None) -> list:
+def _ordered_results(pipeline, state: dict) -> list:
+    "The `StageResult`s decided so far, in stage order."
+    return [state["results"][stage.name] for stage in pipeline.stages if stage.name in state["results"]]
+
+
+def _report(pipeline, state: dict, progress):
+    "Tell `progress` (if any) the results so far and the stages running now."
+    if progress is not None:
+        progress(_ordered_results(pipeline, state), [stage for stage, _ in state["futures"].values()])
+
+
+def run_stages(pipeline, store: Archive, executor, force: bool = False, announce=None, project=None,
+               progress=None) -> list:
     "Run `pipeline`'s stages on `executor`, each once its upstream is done; their `StageResult`s in stage order."
     from mlkit.pipeline import StageResult
     state = {"runs": {}, "results": {}, "futures": {}, "stopped": False, "say": announce or (lambda message: None),
              "numbers": {stage.name: n for n, stage in enumerate(pipeline.stages, 1)},
              "tag": {"pipeline": pipeline.name, "id": new_run_id()}}
     _start_ready(pipeline, state, store, executor, force, project)
+    _report(pipeline, state, progress)
     while state["futures"]:
         for future in executor.wait(set(state["futures"]), timeout=1.0):
             stage, began = state["futures"].pop(future)
@@ -252,4 +265,5 @@ def run_stages(pipeline, store: Archive, executor, force: bool = False, announce
                                                            note=f"{type(error).__name__}: {error}")
                 state["stopped"] = True
         _start_ready(pipeline, state, store, executor, force, project)
-    return [state["results"][stage.name] for stage in pipeline.stages if stage.name in state["results"]]
+        _report(pipeline, state, progress)
+    return _ordered_results(pipeline, state)

@@ -6,17 +6,23 @@ Docs: https://mlkit-dev.github.io/mlkit/pipeline.html.md"""
 
 # %% auto #0
 __all__ = ['STAGE_KEYS', 'Stage', 'Pipeline', 'load_pipeline', 'StageResult', 'stage_note', 'last_pipeline_record',
-           'run_pipeline']
+           'PipelineBusy', 'pipeline_lock', 'pipeline_state', 'run_pipeline', 'check_stage_params']
 
 # %% ../nbs/19_pipeline.ipynb #b23bc2ba
+import fcntl
 import json
+import os
+import secrets
+import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .archive import Archive, iso, utc_now, write_json_atomic
 from .config import find_project, list_jobs, read_yaml
-from .errors import UsageError
+from .errors import MlkitError, UsageError
+from .names import check_name
 
 # %% ../nbs/19_pipeline.ipynb #ea964e1d
 @dataclass
@@ -50,10 +56,23 @@ def _model_name(spec: dict, path: Path) -> str | None:
     name = spec.get("model_name")
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise UsageError(f"{path}: model_name must be a model's name, got {name!r}")
-    return name
+    return None if name is None else check_name("model", name)
 
 # %% ../nbs/19_pipeline.ipynb #e1a0c060
 STAGE_KEYS = {"name", "job", "params", "upstream", "after", "when"}
+
+# %% ../nbs/19_pipeline.ipynb #e1a0c070
+_SHAPES = {"params": (dict, "a mapping of parameter: value"), "upstream": (dict, "a mapping of parameter: stage"),
+           "after": (list, "a list of stage names"), "when": (dict, "a mapping with 'stage' and 'alert'")}
+
+
+def _shaped(entry: dict, key: str, path: Path):
+    "The value of `key` in stage `entry` (None if absent), refused unless it has the shape `_SHAPES` gives."
+    value = entry.get(key)
+    kind, shape = _SHAPES[key]
+    if value is not None and not isinstance(value, kind):
+        raise UsageError(f"{path}: stage {entry['name']!r}: '{key}' must be {shape}, got {value!r}")
+    return value
 
 # %% ../nbs/19_pipeline.ipynb #e1a0c013
 def _stage_from_entry(entry, number: int, path: Path) -> Stage:
@@ -63,9 +82,10 @@ def _stage_from_entry(entry, number: int, path: Path) -> Stage:
     unknown = sorted(set(entry) - STAGE_KEYS)
     if unknown:
         raise UsageError(f"{path}: stage {entry['name']!r} has unknown keys {unknown}; keys: {sorted(STAGE_KEYS)}")
-    return Stage(name=str(entry["name"]), job=str(entry["job"]), params=dict(entry.get("params") or {}),
-                 upstream=dict(entry.get("upstream") or {}), after=list(entry.get("after") or []),
-                 when=entry.get("when"))
+    shaped = {key: _shaped(entry, key, path) for key in _SHAPES}
+    return Stage(name=check_name("stage", str(entry["name"])), job=check_name("job", str(entry["job"])),
+                 params=dict(shaped["params"] or {}), upstream=dict(shaped["upstream"] or {}),
+                 after=list(shaped["after"] or []), when=shaped["when"])
 
 # %% ../nbs/19_pipeline.ipynb #e1a0c017
 def _check_stage(stage: Stage, earlier: set, known_jobs, path: Path):
@@ -92,7 +112,8 @@ def load_pipeline(path, known_jobs=None) -> Pipeline:
         stage = _stage_from_entry(entry, number, path)
         _check_stage(stage, {earlier.name for earlier in stages}, known_jobs, path)
         stages.append(stage)
-    return Pipeline(name=str(spec.get("name", path.stem)), stages=stages, model_name=_model_name(spec, path))
+    name = check_name("pipeline", str(spec.get("name", path.stem)))
+    return Pipeline(name=name, stages=stages, model_name=_model_name(spec, path))
 
 # %% ../nbs/19_pipeline.ipynb #0014495f
 @dataclass
@@ -150,38 +171,87 @@ def _run_stage(stage: Stage, runs: dict, archive: Path, force: bool) -> tuple:
     result.note = stage_note(done) if done.succeeded else _failure_note(done)
     return result, done
 
+# %% ../nbs/19_pipeline.ipynb #e1a0c073
+def _record_file(archive: Archive, pipeline: Pipeline, started) -> Path:
+    "A new, unique path for the record of `pipeline` started at `started`."
+    folder = archive.root / "pipelines" / check_name("pipeline", pipeline.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{started:%Y%m%d-%H%M%S-%f}-{secrets.token_hex(4)}.json"
+
 # %% ../nbs/19_pipeline.ipynb #e1a0c036
-def _write_record(archive: Archive, pipeline: Pipeline, path: Path, started, results: list) -> Path:
-    "Record a pipeline run (its stages' `results`) in `archive`; returns the record's path."
-    record = archive.root / "pipelines" / pipeline.name / f"{started:%Y%m%d-%H%M%S-%f}.json"
-    record.parent.mkdir(parents=True, exist_ok=True)
+def _write_record(record: Path, pipeline: Pipeline, path: Path, started, results: list, running=(),
+                  finished: bool = True) -> Path:
+    "Write the record of a pipeline run: the `results` so far, the `running` stages; returns its path."
+    stages = [vars(result) for result in results] + [vars(StageResult(s.name, s.job, "running")) for s in running]
     write_json_atomic(record, {"pipeline": pipeline.name, "file": str(path), "started_at": iso(started),
-                               "finished_at": iso(utc_now()), "stages": [vars(result) for result in results]})
+                               "finished_at": iso(utc_now()) if finished else None, "pid": os.getpid(),
+                               "host": socket.gethostname(), "stages": stages})
     return record
 
 # %% ../nbs/19_pipeline.ipynb #e1a0c040
 def last_pipeline_record(archive: Archive, name: str | None = None) -> dict | None:
     "The newest pipeline record in `archive` (of pipeline `name`, if given)."
     folder = archive.root / "pipelines"
-    records = sorted(folder.glob(f"{name or '*'}/*.json"), key=lambda p: p.name)
+    pattern = f"{check_name('pipeline', name)}/*.json" if name else "*/*.json"
+    records = sorted(folder.glob(pattern), key=lambda p: p.name)
     return json.loads(records[-1].read_text(encoding="utf-8")) if records else None
 
-# %% ../nbs/19_pipeline.ipynb #e1a0c044
-def run_pipeline(path=None, archive=None, force: bool = False, announce=None, max_workers: int | None = 1,
-                 executor: str = "local", address: str | None = None) -> tuple:
-    "Run the pipeline in `path` (default `params/pipeline.yaml`); returns `(pipeline, results, record path)`."
-    project = find_project()
-    path = Path(path) if path else project.params_dir / "pipeline.yaml"
-    pipeline = load_pipeline(path, known_jobs=list_jobs(project))
-    store = Archive(project.archive_dir(archive))
-    say = announce or (lambda message: None)
+# %% ../nbs/19_pipeline.ipynb #e1a0c078
+class PipelineBusy(MlkitError):
+    "Another process is running this pipeline into this archive (exit 1)."
+
+# %% ../nbs/19_pipeline.ipynb #e1a0c079
+def _lock_holder(handle) -> str:
+    "Who holds the lock file open as `handle`: pid, host and start time, as its holder wrote them."
+    handle.seek(0)
+    try:
+        holder = json.loads(handle.read() or "{}")
+    except ValueError:
+        holder = {}
+    return f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, started {holder.get('started_at', '?')}"
+
+
+@contextmanager
+def pipeline_lock(archive: Archive, name: str, wait: bool = False):
+    "Hold the lock of pipeline `name` in `archive` (waiting for it if `wait`, else `PipelineBusy` at once)."
+    lock_file = archive.root / "pipelines" / check_name("pipeline", name) / ".lock"
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise PipelineBusy(f"pipeline {name!r} is already running in {archive.root} ({_lock_holder(handle)}); "
+                               "wait for it, or pass --wait to queue behind it") from None
+        handle.truncate(0)
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started_at": iso(utc_now())}))
+        handle.flush()
+        yield lock_file
+
+# %% ../nbs/19_pipeline.ipynb #e1a0c084
+def _lock_is_held(lock_file: Path) -> bool:
+    "True when some process holds the pipeline lock at `lock_file`."
+    if not lock_file.is_file():
+        return False
+    with open(lock_file, encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def pipeline_state(archive: Archive, record: dict) -> str:
+    "`finished`, `running` or `cut off`: what became of the pipeline run that `record` describes."
+    if record.get("finished_at"):
+        return "finished"
+    lock_file = archive.root / "pipelines" / check_name("pipeline", record["pipeline"]) / ".lock"
+    return "running" if _lock_is_held(lock_file) else "cut off"
+
+# %% ../nbs/19_pipeline.ipynb #e1a0c087
+def _run_in_order(pipeline: Pipeline, store: Archive, force: bool, say, progress) -> list:
+    "Run the stages of `pipeline` one after another; `progress(results, running)` hears of each start and end."
     runs, results = {}, []
-    started = utc_now()
-    if max_workers != 1 or executor != "local":  # independent stages side by side: see the executors notebook
-        from mlkit.executors import make_executor, run_stages
-        with make_executor(executor, max_workers, address) as pool:
-            results = run_stages(pipeline, store, pool, force, say, project)
-        return pipeline, results, _write_record(store, pipeline, path, started, results)
     for number, stage in enumerate(pipeline.stages, start=1):
         prefix = f"[{number}/{len(pipeline.stages)}] {stage.name} ({stage.job})"
         skip = _skip_reason(stage, runs)
@@ -190,11 +260,50 @@ def run_pipeline(path=None, archive=None, force: bool = False, announce=None, ma
             say(f"{prefix}: skipped ({skip[1]})")
             continue
         say(f"{prefix}: running")
+        progress(results, [stage])
         result, done = _run_stage(stage, runs, store.root, force)
         results.append(result)
+        progress(results, [])
         say(f"{prefix}: {done.status}{' (cached)' if done.cached else ''} run {done.id} in {result.seconds}s"
             + (f" — {result.note}" if result.note else ""))
         if not done.succeeded:
             break
         runs[stage.name] = done
-    return pipeline, results, _write_record(store, pipeline, path, started, results)
+    return results
+
+# %% ../nbs/19_pipeline.ipynb #e1a0c044
+def run_pipeline(path=None, archive=None, force: bool = False, announce=None, max_workers: int | None = 1,
+                 executor: str = "local", address: str | None = None, wait: bool = False) -> tuple:
+    "Run the pipeline in `path` (default `params/pipeline.yaml`); returns `(pipeline, results, record path)`."
+    project = find_project()
+    path = Path(path) if path else project.params_dir / "pipeline.yaml"
+    pipeline = load_pipeline(path, known_jobs=list_jobs(project))
+    check_stage_params(pipeline, project, path)
+    store = Archive(project.archive_dir(archive))
+    say = announce or (lambda message: None)
+    with pipeline_lock(store, pipeline.name, wait=wait):
+        started = utc_now()
+        record = _record_file(store, pipeline, started)
+
+        def progress(results, running):
+            _write_record(record, pipeline, path, started, results, running, finished=False)
+
+        progress([], [])
+        if max_workers != 1 or executor != "local":  # independent stages side by side: see the executors notebook
+            from mlkit.executors import make_executor, run_stages
+            with make_executor(executor, max_workers, address) as pool:
+                results = run_stages(pipeline, store, pool, force, say, project, progress=progress)
+        else:
+            results = _run_in_order(pipeline, store, force, say, progress)
+        return pipeline, results, _write_record(record, pipeline, path, started, results)
+
+# %% ../nbs/19_pipeline.ipynb #e1a0c089
+def check_stage_params(pipeline: Pipeline, project, path) -> None:
+    "Refuse the pipeline (a `UsageError` naming the stage) if any stage's parameters do not fit its job."
+    from mlkit.runner import prepare
+    for stage in pipeline.stages:
+        stand_ins = {param: f"<run of stage {name}>" for param, name in stage.upstream.items()}
+        try:
+            prepare(stage.job, {**stage.params, **stand_ins}, project=project)
+        except UsageError as error:
+            raise type(error)(f"{path}: stage {stage.name!r}: {error}") from None

@@ -19,6 +19,7 @@ import re
 import shutil
 from pathlib import Path
 
+from . import names
 from .fingerprint import file_record
 
 # %% ../nbs/04_record.ipynb #cc7ce87f
@@ -88,12 +89,9 @@ def read_json(path, default=None):
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 
 
-def check_name(name) -> str:
-    "`name` if it is a valid record name (letters, digits, `_.-`; starts alphanumeric), else `ValueError`."
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or name.endswith("."):
-        raise ValueError(
-            f"invalid record name {name!r}: use 1-128 letters, digits, '_', '.', '-', starting with a letter or digit")
-    return name
+def check_name(name, kind: str = "record") -> str:
+    "`name` if it is a valid record name (see `mlkit.names.check_name`), else `UsageError` (a `ValueError`)."
+    return names.check_name(kind, name)
 
 # %% ../nbs/04_record.ipynb #ea4d0652
 def log_metric(name: str, value) -> float:
@@ -127,7 +125,7 @@ def _to_json_value(name, obj):
 # %% ../nbs/04_record.ipynb #5c0a7e1d
 def log_value(name: str, obj):
     "Record `obj` (JSON-able: numbers, text, lists, dicts, None) as value `name` (returns None: nothing to echo)."
-    check_name(name)
+    check_name(name, "value")
     plain = _to_json_value(name, obj)
     folder = run_dir()
     _update_json(folder / "values.json", name, plain)
@@ -177,7 +175,7 @@ def _has_default_index(table) -> bool:
 
 def log_table(name: str, table) -> Path:
     "Save a pandas DataFrame (or Series) `table` as artifact `<name>.csv`."
-    check_name(name)
+    check_name(name, "table")
     if not hasattr(table, "to_csv"):
         raise TypeError(f"table {name!r} must be a pandas DataFrame or Series, got {type(table).__name__}")
     return _save_artifact(name, ".csv", "table", lambda target: table.to_csv(target, index=not _has_default_index(table)))
@@ -185,7 +183,7 @@ def log_table(name: str, table) -> Path:
 # %% ../nbs/04_record.ipynb #5c0a7e2b
 def log_figure(name: str, figure) -> Path:
     "Save a matplotlib figure as artifact `<name>.png`."
-    check_name(name)
+    check_name(name, "figure")
     if not hasattr(figure, "savefig"):
         raise TypeError(f"figure {name!r} must be a matplotlib Figure, got {type(figure).__name__}")
     return _save_artifact(name, ".png", "figure", lambda target: figure.savefig(
@@ -197,7 +195,7 @@ def log_artifact(path, name: str | None = None) -> Path:
     source = Path(path)
     if not source.exists():
         raise FileNotFoundError(f"artifact {str(path)!r} does not exist")
-    name = check_name(name or source.name)
+    name = check_name(name or source.name, "artifact")
     target = _artifacts(run_dir()) / name
     if source.is_dir():
         shutil.copytree(source, target, dirs_exist_ok=True)
