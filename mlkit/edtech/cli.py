@@ -44,11 +44,12 @@ def _add_data_generate(data):
 def command_data_ingest(args) -> int:
     "mlkit data ingest RAW --out SAFE: pseudonymize a raw export and drop its direct identifiers."
     from pathlib import Path
-    from mlkit.edtech.privacy import ingest
+    from mlkit.edtech.privacy import ingest, pseudonym_key
     from mlkit.tables import read_table, write_table
     if Path(args.out).resolve() == Path(args.raw).resolve():
         raise UsageError(f"--out must differ from the raw file {args.raw} (the raw export is kept as it is)")
-    safe = ingest(read_table(args.raw))
+    key = pseudonym_key()  # a raw export is real data: no secret key, no reading it
+    safe = ingest(read_table(args.raw), key=key)
     written = write_table(safe, args.out)
     print(f"wrote {len(safe)} pseudonymized attempts of {safe['student_key'].nunique()} students to {written}")
     return 0
@@ -87,11 +88,16 @@ def _print_recommendations(key: str, profile: dict, ranking):
 def command_recommend(args) -> int:
     "mlkit recommend --run RUN --student ID: the student's best next modules."
     from mlkit.archive import open_archive
-    from mlkit.edtech.privacy import pseudonymize
+    from mlkit.edtech.privacy import pseudonym_key, pseudonymize
     from mlkit.edtech.recommend import next_modules, student_profile
-    run = open_archive(args.archive).get_run(args.run)
+    from mlkit.registry import data_generated_by_mlkit
+    store = open_archive(args.archive)
+    run = store.get_run(args.run)
     model, data, catalog = _train_run_inputs(run)
-    key = args.student if args.student in set(data.student_key) else pseudonymize(args.student)
+    if args.student in set(data.student_key):
+        key = args.student
+    else:
+        key = pseudonymize(args.student, pseudonym_key(generated=data_generated_by_mlkit(run, store)))
     history = data[data.student_key == key]
     if history.empty:
         raise UsageError(f"student {args.student!r} has no attempts in run {run.id}'s data "
