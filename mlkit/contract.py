@@ -109,6 +109,50 @@ def write_contract(contract: dict, path) -> Path:
     path.write_text(note + yaml.safe_dump(contract, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
 
+# %% ../nbs/13_contract.ipynb #dc8bdf31
+def _refuse(path, key: str, expected: str, value):
+    "Raise the `UsageError` for contract key `key` (dotted) whose `value` is not `expected`."
+    raise UsageError(f"contract {path}: {key} must be {expected}, got {value!r}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+# %% ../nbs/13_contract.ipynb #dc8bdf32
+def _check_column_shape(path, column: str, spec: dict):
+    "Refuse a column spec whose bounds are not numbers (or not on a numeric column), or whose flags are not booleans."
+    for side in ("min", "max"):
+        if side in spec and (spec["dtype"] not in ("integer", "float") or not _is_number(spec[side])):
+            _refuse(path, f"columns.{column}.{side}", "a number, on an integer or float column", spec[side])
+    if "allowed" in spec and not isinstance(spec["allowed"], list):
+        _refuse(path, f"columns.{column}.allowed", "a list of values", spec["allowed"])
+    for flag in ("nullable", "required"):
+        if flag in spec and not isinstance(spec[flag], bool):
+            _refuse(path, f"columns.{column}.{flag}", "true or false", spec[flag])
+
+# %% ../nbs/13_contract.ipynb #dc8bdf33
+def _check_table_shape(path, contract: dict):
+    "Refuse a contract whose row count bounds, key, forbidden columns or forbidden patterns have the wrong type."
+    bounds = contract.get("row_count") or {}
+    if not isinstance(bounds, dict):
+        _refuse(path, "row_count", "a mapping with min and max", bounds)
+    for side in ("min", "max"):
+        if side in bounds and not _is_number(bounds[side]):
+            _refuse(path, f"row_count.{side}", "a number", bounds[side])
+    key = contract.get("key", [])
+    if not isinstance(key, (str, list)) or not all(isinstance(k, str) for k in ([key] if isinstance(key, str) else key)):
+        _refuse(path, "key", "a column name or a list of column names", key)
+    if not isinstance(contract.get("forbidden_columns", []), list):
+        _refuse(path, "forbidden_columns", "a list of column names", contract["forbidden_columns"])
+    patterns = contract.get("forbidden_patterns") or {}
+    if not isinstance(patterns, dict):
+        _refuse(path, "forbidden_patterns", "a mapping of label: regular expression", patterns)
+    for label, pattern in patterns.items():
+        try:
+            re.compile(pattern)
+        except (re.error, TypeError) as error:
+            _refuse(path, f"forbidden_patterns.{label}", f"a valid regular expression ({error})", pattern)
+
 # %% ../nbs/13_contract.ipynb #72865541
 def load_contract(path) -> dict:
     "The contract in YAML file `path`; a missing or malformed file is a `UsageError`."
@@ -118,6 +162,10 @@ def load_contract(path) -> dict:
     for column, spec in contract["columns"].items():
         if not isinstance(spec, dict) or spec.get("dtype") not in DTYPES:
             raise UsageError(f"contract {path}: column {column!r} needs a dtype, one of {', '.join(DTYPES)}")
+        _check_column_shape(path, column, spec)
+    _check_table_shape(path, contract)
+    if isinstance(contract.get("key"), str):
+        contract["key"] = [contract["key"]]
     return contract
 
 # %% ../nbs/13_contract.ipynb #0b99e000
@@ -236,8 +284,12 @@ def _check_values(report: ContractReport, column: str, series: pd.Series, spec: 
 
 # %% ../nbs/13_contract.ipynb #674ea730
 def _check_key(report: ContractReport, frame: pd.DataFrame, key: list):
-    "Report rows whose key (all `key` columns together) is not unique."
+    "Report key columns the data lacks, and rows whose key (all `key` columns together) is not unique."
     present = [k for k in key if k in frame.columns]
+    reported = {f["column"] for f in report.failures if f["check"] == "required column missing"}
+    for column in key:
+        if column not in present and column not in reported:
+            report.add(column, "key column missing", len(frame))
     if not present or len(present) != len(key):
         return
     duplicated = frame.duplicated(subset=present, keep=False)

@@ -6,7 +6,7 @@ Docs: https://mlkit-dev.github.io/mlkit/models.html.md"""
 
 # %% auto #0
 __all__ = ['TRUSTED_TYPES', 'PICKLE_SUFFIXES', 'MODEL_TYPES_GROUP', 'IntegrityError', 'trust_types', 'untrusted_types',
-           'save_model', 'load_model', 'load_run_model']
+           'save_model', 'check_model_file', 'load_model', 'load_run_model']
 
 # %% ../nbs/14_models.ipynb #fa4d444e
 import io
@@ -126,10 +126,8 @@ def _refuse_untrusted(path: Path, needed: list):
                              f"'{MODEL_TYPES_GROUP}' entry-point group")
 
 
-def load_model(path, sha256: str | None = None, allow_pickle: bool = False):
-    "Load a model file after verifying its sha256 (given, else the one saved beside it) and its types."
-    import skops.io as sio
-    path = Path(path)
+def _verify_sha256(path: Path, sha256: str | None):
+    "Raise unless the file at `path` exists and has the sha256 given (else the one recorded beside it)."
     if not path.is_file():
         raise UsageError(f"no model file at {path}")
     sha256 = sha256 or _recorded_sha256(path)
@@ -137,14 +135,42 @@ def load_model(path, sha256: str | None = None, allow_pickle: bool = False):
     if actual != sha256:
         raise IntegrityError(f"{path}: sha256 {actual[:12]}... does not match the recorded {sha256[:12]}...; "
                              "the file was changed or swapped, refusing to load it")
+
+
+def _refuse_non_skops(path: Path):
+    "Raise `IntegrityError` unless the file at `path` is a skops file (a zip archive), naming a pickle as such."
+    if zipfile.is_zipfile(path):
+        return
+    with open(path, "rb") as handle:
+        pickled = handle.read(1) == b"\x80"  # the PROTO opcode that starts every pickle since protocol 2
+    found = "a pickle, which can run arbitrary code when loaded" if pickled else "not a zip archive"
+    raise IntegrityError(f"{path}: not a skops model file ({found}); refusing it. Save models with "
+                         "mlkit.models.save_model")
+
+# %% ../nbs/14_models.ipynb #5afc89b0
+def check_model_file(path, sha256: str | None = None) -> list:
+    "The types the skops model file at `path` needs, once its sha256, format and types are checked (nothing loaded)."
+    import skops.io as sio
+    path = Path(path)
+    _verify_sha256(path, sha256)
     if path.suffix.lower() in PICKLE_SUFFIXES:
-        if not allow_pickle:
-            raise IntegrityError(f"{path}: plain pickle files can run arbitrary code; refusing it "
-                                 "(pass allow_pickle=True only for files you trust)")
-        import joblib
-        return joblib.load(path)
+        raise IntegrityError(f"{path}: plain pickle files can run arbitrary code; refusing it "
+                             "(pass allow_pickle=True to load_model only for files you trust)")
+    _refuse_non_skops(path)
     needed = sio.get_untrusted_types(file=path)
     _refuse_untrusted(path, needed)
+    return needed
+
+# %% ../nbs/14_models.ipynb #24e77fcd
+def load_model(path, sha256: str | None = None, allow_pickle: bool = False):
+    "Load a model file after verifying its sha256 (given, else the one saved beside it) and its types."
+    import skops.io as sio
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES and allow_pickle:
+        import joblib
+        _verify_sha256(path, sha256)
+        return joblib.load(path)
+    needed = check_model_file(path, sha256)
     moved = {name: _registered["moved"][name] for name in needed if name in _registered["moved"]}
     if not moved:
         return sio.load(path, trusted=needed)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .archive import Archive, Run, iso, open_archive, utc_now, write_json_atomic
 from .errors import UsageError
+from .models import check_model_file
 from .names import check_name
 
 # %% ../nbs/17_registry.ipynb #18ebe09e
@@ -122,6 +123,7 @@ class Registry:
         "Register the model that `run` saved as artifact `artifact` as the next version of `name`."
         check_name("model", name)
         record = _model_record(run, artifact)
+        check_model_file(run.path / record["path"], record["sha256"])  # loadable later: skops, trusted types only
         with closing(self._connect()) as connection:
             connection.execute("BEGIN IMMEDIATE")
             version = connection.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?",
@@ -337,7 +339,7 @@ def baseline_version(reference: str | None, baseline: Run | None, archive=None) 
         named = None
     return named.version if named is not None and named.run_id == baseline.id else max(found, default=None)
 
-# %% ../nbs/17_registry.ipynb #4c143f9c
+# %% ../nbs/17_registry.ipynb #a6d5a4c2
 DATA_ORIGIN = "data_origin"
 
 
