@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .archive import Archive, Run, iso, open_archive, utc_now, write_json_atomic
 from .errors import UsageError
-from .models import check_model_file
+from .models import PICKLE_SUFFIXES, check_model_file
 from .names import check_name
 
 # %% ../nbs/17_registry.ipynb #18ebe09e
@@ -123,7 +123,8 @@ class Registry:
         "Register the model that `run` saved as artifact `artifact` as the next version of `name`."
         check_name("model", name)
         record = _model_record(run, artifact)
-        check_model_file(run.path / record["path"], record["sha256"])  # loadable later: skops, trusted types only
+        if Path(artifact).suffix.lower() in (".skops", *PICKLE_SUFFIXES):  # formats mlkit loads: must load later
+            check_model_file(run.path / record["path"], record["sha256"])
         with closing(self._connect()) as connection:
             connection.execute("BEGIN IMMEDIATE")
             version = connection.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?",
@@ -339,7 +340,7 @@ def baseline_version(reference: str | None, baseline: Run | None, archive=None) 
         named = None
     return named.version if named is not None and named.run_id == baseline.id else max(found, default=None)
 
-# %% ../nbs/17_registry.ipynb #a6d5a4c2
+# %% ../nbs/17_registry.ipynb #1849341a
 DATA_ORIGIN = "data_origin"
 
 
