@@ -31,6 +31,7 @@ from .params import (NotebookParameters, ParamSource, declared_parameters, effec
                           load_params_file, load_yaml_mapping, resolve_parameters)
 from .record import (RUN_DIR_ENV, read_json, recorded_alerts, recorded_inputs, recorded_upstream,
                           uncacheable_reasons)
+from .snapshots import snapshot_env, store_environment
 
 # %% ../nbs/09_runner.ipynb #0004722d
 def read_notebook_bytes(path: Path) -> tuple:
@@ -99,6 +100,7 @@ class PreparedJob:
     kernel_name: str
     cwd: Path
     settings: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict)  # more kernel environment (a reproduction's restored inputs)
 
 # %% ../nbs/09_runner.ipynb #9e1a0b21
 def prepare(job, params=None, *, param_files=(), yaml_text=None, cli_params=(), kernel=None, cwd=None,
@@ -198,7 +200,8 @@ HEADLESS_BACKEND = "module://matplotlib_inline.backend_inline"
 def _kernel_env(job: PreparedJob, staging: Path, run_id: str, archive_root: Path) -> dict:
     "The kernel's environment: this process's, plus where the run records and is archived, and a headless backend."
     return {**os.environ, RUN_DIR_ENV: str(staging), "MLKIT_RUN_ID": run_id, "MLKIT_JOB": job.job,
-            ARCHIVE_ENV: str(archive_root), "MPLBACKEND": HEADLESS_BACKEND}
+            ARCHIVE_ENV: str(archive_root), "MPLBACKEND": HEADLESS_BACKEND,
+            **snapshot_env(job.project.settings, job.settings), **job.env}
 
 # %% ../nbs/09_runner.ipynb #9e1a0c16
 def _launch_kernel(manager, job: PreparedJob, env: dict, staging: Path):
@@ -384,10 +387,12 @@ def build_manifest(job: PreparedJob, run_id: str, staging: Path, attempt: Attemp
     return _merge_extra(manifest, extra)
 
 # %% ../nbs/09_runner.ipynb #9e1a0b87
-def _gather_facts(project_root: Path, facts: dict):
-    "Fill `facts` with the git state and environment (run in a thread while the kernel works)."
+def _gather_facts(project_root: Path, facts: dict, archive_root: Path | None = None, kernel_name: str | None = None):
+    "Fill `facts` with the git state and environment, the kernel's package set stored in `archive_root` (a thread's work)."
     facts["git"] = git_state(project_root)
     facts["environment"] = environment()
+    if archive_root is not None:
+        facts["environment"] = {**facts["environment"], "lock": store_environment(archive_root, kernel_name)}
 
 # %% ../nbs/09_runner.ipynb #9e1a0b93
 def _execute_with_retry(job: PreparedJob, archive: Archive, run_id: str, deadline, state: dict, timeout,
@@ -426,7 +431,8 @@ def execute(job: PreparedJob, archive: Archive, timeout: float | None = None, ex
         archive.sweep_staging()
     run_id = new_run_id()
     facts = {}
-    gatherer = threading.Thread(target=_gather_facts, args=(job.project.root, facts), daemon=True)
+    gatherer = threading.Thread(target=_gather_facts, args=(job.project.root, facts, archive.root, job.kernel_name),
+                                daemon=True)
     gatherer.start()
     started = utc_now()
     deadline = time.monotonic() + timeout if timeout else None
