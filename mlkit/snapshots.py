@@ -10,7 +10,7 @@ __all__ = ['DEFAULT_SNAPSHOT_LIMIT', 'SNAPSHOTS_ENV', 'SNAPSHOT_LIMIT_ENV', 'RES
            'input_state', 'restore_inputs', 'describe_environment', 'store_environment', 'requirements_text',
            'dockerfile_text', 'run_objects']
 
-# %% ../nbs/26_snapshots.ipynb #55065d35
+# %% ../nbs/26_snapshots.ipynb #ac745e4f
 import hashlib
 import json
 import os
@@ -25,7 +25,7 @@ from .errors import UsageError
 from .objects import file_sha256, link_object, object_path, open_state, read_object, store_bytes, store_file
 from .record import RUN_DIR_ENV
 
-# %% ../nbs/26_snapshots.ipynb #e6ab6c16
+# %% ../nbs/26_snapshots.ipynb #bb77c719
 DEFAULT_SNAPSHOT_LIMIT = 2 << 30
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 1 << 10, "mib": 1 << 20,
           "gib": 1 << 30, "tib": 1 << 40}
@@ -46,7 +46,7 @@ def parse_size(value) -> int:
         raise UsageError(f"snapshot_limit: cannot read {value!r} as a size (e.g. 2 GiB, 500 MB, 1048576)")
     return size
 
-# %% ../nbs/26_snapshots.ipynb #a04384cd
+# %% ../nbs/26_snapshots.ipynb #4843136b
 SNAPSHOTS_ENV = "MLKIT_SNAPSHOTS"
 SNAPSHOT_LIMIT_ENV = "MLKIT_SNAPSHOT_LIMIT"
 RESTORED_ENV = "MLKIT_RESTORED_INPUTS"
@@ -58,7 +58,7 @@ def snapshot_env(project_settings: dict, job_settings: dict) -> dict:
     limit = job_settings.get("snapshot_limit", project_settings.get("snapshot_limit", DEFAULT_SNAPSHOT_LIMIT))
     return {SNAPSHOTS_ENV: "1" if enabled else "0", SNAPSHOT_LIMIT_ENV: str(parse_size(limit))}
 
-# %% ../nbs/26_snapshots.ipynb #b73c1461
+# %% ../nbs/26_snapshots.ipynb #59109454
 def _listing_bytes(entries: list) -> bytes:
     "The canonical JSON of a folder listing (`[path, sha256, bytes]` entries)."
     return json.dumps({"files": entries}, separators=(",", ":")).encode()
@@ -75,7 +75,7 @@ def folder_listing(folder, root=None, state=None) -> tuple:
     sha256 = store_bytes(root, listing) if root else hashlib.sha256(listing).hexdigest()
     return sha256, listing, sum(entry[2] for entry in entries)
 
-# %% ../nbs/26_snapshots.ipynb #a29fd052
+# %% ../nbs/26_snapshots.ipynb #932170da
 def describe_input(path, root=None, state=None, limit: int = DEFAULT_SNAPSHOT_LIMIT, why_not: str = "") -> dict:
     "The manifest record of input `path`, snapshotted into the archive at `root` when given and within `limit`."
     source = Path(path).resolve()
@@ -94,7 +94,7 @@ def describe_input(path, root=None, state=None, limit: int = DEFAULT_SNAPSHOT_LI
         record.update(sha256=sha256, bytes=size, files=len(json.loads(listing)["files"]))
     return {**record, "snapshot": bool(root), **({} if root else {"snapshot_note": why_not})}
 
-# %% ../nbs/26_snapshots.ipynb #260a5be3
+# %% ../nbs/26_snapshots.ipynb #f9cf229e
 def _restored(source: Path) -> dict | None:
     "The restored copy of input `source` in this reproduction, if any: `{restored, record}`."
     table = os.environ.get(RESTORED_ENV)
@@ -111,7 +111,7 @@ def _why_not(snapshot: bool) -> str:
         return "snapshots are off for this project or job"
     return "" if snapshot else "the job asked for no snapshot"
 
-# %% ../nbs/26_snapshots.ipynb #4f0d3d68
+# %% ../nbs/26_snapshots.ipynb #32bf6f1f
 def declare_input(path, snapshot: bool = True) -> tuple:
     "`(manifest record, path to read)` of input `path` declared in this kernel (see `mlkit.log_input`)."
     source = Path(path).resolve()
@@ -130,7 +130,7 @@ def declare_input(path, snapshot: bool = True) -> tuple:
     finally:
         state.close()
 
-# %% ../nbs/26_snapshots.ipynb #59a6423c
+# %% ../nbs/26_snapshots.ipynb #a9873a4c
 def input_objects(record: dict, root) -> set:
     "The objects input `record` refers to (empty when it was not snapshotted)."
     if not record.get("snapshot"):
@@ -140,7 +140,7 @@ def input_objects(record: dict, root) -> set:
         found |= {entry[1] for entry in json.loads(read_object(root, record["sha256"]))["files"]}
     return found
 
-# %% ../nbs/26_snapshots.ipynb #1ca8fe76
+# %% ../nbs/26_snapshots.ipynb #0b2989b1
 def restore_input(record: dict, root, target, writable: bool = False) -> Path:
     "Write the snapshot of input `record` at `target` (read-only hard links where possible, unless `writable`)."
     target = Path(target)
@@ -152,7 +152,7 @@ def restore_input(record: dict, root, target, writable: bool = False) -> Path:
         link_object(root, sha256, target / relative, writable)
     return target
 
-# %% ../nbs/26_snapshots.ipynb #c506e25e
+# %% ../nbs/26_snapshots.ipynb #63c2fea3
 def current_sha256(record: dict, state=None) -> str | None:
     "The sha256 input `record`'s path has now (None when it is gone, or no longer a file or folder as then)."
     path = Path(record["path"])
@@ -162,7 +162,7 @@ def current_sha256(record: dict, state=None) -> str | None:
         return folder_listing(path, None, state)[0]
     return None
 
-# %% ../nbs/26_snapshots.ipynb #f61cef00
+# %% ../nbs/26_snapshots.ipynb #b1d36a54
 def input_state(record: dict, root, state=None) -> tuple:
     "`(state, sha256 now)` of input `record`: same, restored from snapshot, or missing/changed (no snapshot)."
     now = current_sha256(record, state)
@@ -173,7 +173,7 @@ def input_state(record: dict, root, state=None) -> tuple:
         return "restored from snapshot", now
     return ("missing" if now is None else "changed") + " (no snapshot)", now
 
-# %% ../nbs/26_snapshots.ipynb #18ee845b
+# %% ../nbs/26_snapshots.ipynb #6c3b8bdf
 def restore_inputs(inputs: list, root, folder) -> tuple:
     "`(states, kernel env)`: `(record, state, sha256 now)` per input, restorable ones restored under `folder`."
     folder = Path(folder)
@@ -194,9 +194,10 @@ def restore_inputs(inputs: list, root, folder) -> tuple:
     (folder / "restored.json").write_text(json.dumps(table, indent=1), encoding="utf-8")
     return states, {RESTORED_ENV: str(folder / "restored.json")}
 
-# %% ../nbs/26_snapshots.ipynb #896e903b
+# %% ../nbs/26_snapshots.ipynb #f8f0f903
 _DESCRIBE = r'''
-import importlib.metadata, json, platform
+import importlib.metadata, json, platform, sys
+sys.path = [entry for entry in sys.path if entry not in ("", ".")]  # `-c` puts the current folder first
 packages, local = {}, []
 for distribution in importlib.metadata.distributions():
     name = (distribution.metadata["Name"] or "").lower().replace("_", "-")
@@ -217,7 +218,7 @@ def describe_environment(interpreter: str | None = None) -> str:
     command = [interpreter or sys.executable, "-c", _DESCRIBE]
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
 
-# %% ../nbs/26_snapshots.ipynb #16cde562
+# %% ../nbs/26_snapshots.ipynb #c4cc291e
 def store_environment(root, kernel_name: str | None = None) -> str | None:
     "Store the package set of the interpreter of kernel `kernel_name` in the archive at `root`; its sha256."
     from mlkit.kernels import THIS_ENVIRONMENT, kernel_description, kernel_manager
@@ -230,7 +231,7 @@ def store_environment(root, kernel_name: str | None = None) -> str | None:
         return None
     return store_bytes(root, described.encode())
 
-# %% ../nbs/26_snapshots.ipynb #2c011b96
+# %% ../nbs/26_snapshots.ipynb #73568d35
 def requirements_text(lock: dict) -> str:
     "A pinned requirements file for environment description `lock`."
     lines = [f"# Python {lock['python']} ({lock['implementation']}) on {lock['platform']}"]
@@ -240,7 +241,7 @@ def requirements_text(lock: dict) -> str:
     lines += [f"{name}=={version}" for name, version in lock["packages"].items() if name not in local]
     return "\n".join(lines) + "\n"
 
-# %% ../nbs/26_snapshots.ipynb #9fa66fcd
+# %% ../nbs/26_snapshots.ipynb #c32a9a75
 def dockerfile_text(lock: dict, run_id: str) -> str:
     "A Dockerfile that rebuilds environment `lock` and reproduces run `run_id` (the project as build context)."
     python = ".".join(lock["python"].split(".")[:2])
@@ -252,7 +253,7 @@ def dockerfile_text(lock: dict, run_id: str) -> str:
                       "# mount the run archive if it is not in the project: -v /path/to/runs:/project/runs",
                       f'CMD ["mlkit", "reproduce", "{run_id}"]']) + "\n"
 
-# %% ../nbs/26_snapshots.ipynb #77f8e481
+# %% ../nbs/26_snapshots.ipynb #444985b7
 def run_objects(manifest: dict, root) -> set:
     "Every object the run with `manifest` refers to: its inputs' snapshots and its environment."
     found = set()
