@@ -1,6 +1,7 @@
 """Issue 9 (security): every name that becomes a path is checked in one place (mlkit.names), and real student data
 needs a real pseudonym key (the development key serves only data mlkit generated itself)."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -99,3 +100,5 @@ def test_real_data_needs_a_real_key(project, tmp_path):
     assert (values["real"]["data_origin"], values["real"]["pseudonym_key"]) == ("external", KEY)
     assert data_generated_by_mlkit(store.get_run(generated["id"]), store) is True
     assert data_generated_by_mlkit(store.get_run(real["id"]), store) is False
+    digest = hashlib.sha256(export.read_bytes()).hexdigest()
+    assert [p for p in project.archive.rglob("*") if p.name == digest[2:]] == [], "the raw export is not copied"
