@@ -12,7 +12,7 @@ from mlkit.registry import Registry
 JOB = ("import mlkit, os, tempfile\n"
        "rows = open(mlkit.log_input(path)).read().split()\n"
        "mlkit.log_metric('rows', len(rows))\n"
-       "model = os.path.join(tempfile.mkdtemp(), 'model.skops')\n"
+       "model = os.path.join(tempfile.mkdtemp(), 'model.bin')\n"
        "open(model, 'wb').write(b'model')\nmlkit.log_artifact(model)")
 
 
@@ -30,7 +30,7 @@ def four_runs(project):
 def test_gc_keeps_pinned_lineage_and_last_and_survives_a_crash(project):
     model_run, pinned, dropped, last = four_runs(project)
     archive = Archive(project.archive)
-    Registry(archive).register("m", archive.get_run(model_run))
+    Registry(archive).register("m", archive.get_run(model_run), artifact="model.bin")  # a stand-in file
     project.mlkit("runs", "pin", pinned, check=0)
     dropped_data = archive.get_run(dropped).manifest["inputs"][0]["sha256"]
     before = stored_objects(project.archive)
