@@ -171,7 +171,9 @@ def plan_gc(store: Archive, older_than: timedelta = timedelta(days=30), keep_las
             live |= objects if run_id not in collected else set()
         elif objects:
             release.append(run_id)
-    delete = [sha for sha in stored_objects(store.root) if sha not in live]
+    used_before = ((now or utc_now()) - older_than).timestamp()  # objects stored or reused since then are spared
+    delete = [sha for sha in stored_objects(store.root)
+              if sha not in live and object_path(store.root, sha).stat().st_mtime < used_before]
     size = sum(object_path(store.root, sha).stat().st_size for sha in delete)
     return GcPlan(sorted(release), delete, size, kept)
 
@@ -215,7 +217,7 @@ def command_gc(args) -> int:
 
 def _add_gc(commands):
     gc = commands.add_parser("gc", help="delete snapshots no kept run needs (dry run unless --yes)")
-    gc.add_argument("--older-than", default="30d", metavar="AGE", help="keep runs newer than AGE (default 30d)")
+    gc.add_argument("--older-than", default="30d", metavar="AGE", help="keep runs newer than AGE, and objects stored or reused since (default 30d)")
     gc.add_argument("--keep-last", type=int, default=1, metavar="N", help="keep the last N runs of each job (1)")
     gc.add_argument("--yes", action="store_true", help="really delete (default: only say what would go)")
     add_archive_option(gc)

@@ -126,11 +126,20 @@ def _temporary(root) -> Path:
     return folder / f"{os.getpid()}-{secrets.token_hex(6)}"
 
 
+def _refresh(path: Path):
+    "Mark an object as just used (its mtime), so `mlkit gc` spares it until it is old again."
+    try:
+        os.utime(path)
+    except OSError:  # a read-only archive: nothing is collected there either
+        pass
+
+
 def _commit_object(root, temporary: Path, sha256: str) -> Path:
     "Move the finished `temporary` into place as object `sha256`, read-only (dropped when already stored)."
     final = object_path(root, sha256)
     if final.exists():
         temporary.unlink()
+        _refresh(final)
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(temporary, 0o444)
@@ -144,6 +153,7 @@ def store_file(root, path, state: sqlite3.Connection | None = None) -> str:
     key = _stat_key(source, source.stat())
     known = _known_sha256(state, key)
     if known and object_path(root, known).is_file():
+        _refresh(object_path(root, known))
         return known
     temporary = _temporary(root)
     place_file(source, temporary)
