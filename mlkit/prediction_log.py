@@ -8,7 +8,7 @@ Docs: https://mlkit-dev.github.io/mlkit/prediction_log.html.md"""
 __all__ = ['LOG_KINDS', 'SEGMENT_LINES', 'PSEUDONYM_KEY_ENV', 'log_folder', 'complete_lines', 'compact_segment', 'SegmentWriter',
            'read_log', 'pseudonym', 'is_identifier', 'pseudonymized']
 
-# %% ../nbs/21_prediction_log.ipynb #5db19632
+# %% ../nbs/21_prediction_log.ipynb #f1eca88c
 import hashlib
 import hmac
 import json
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-# %% ../nbs/21_prediction_log.ipynb #424b8273
+# %% ../nbs/21_prediction_log.ipynb #21d882e8
 LOG_KINDS = ("requests", "feedback")
 
 
@@ -29,7 +29,7 @@ def log_folder(archive_root, model: str, kind: str = "requests") -> Path:
         raise ValueError(f"unknown log kind {kind!r}; kinds: {', '.join(LOG_KINDS)}")
     return Path(archive_root) / "serving" / model / kind
 
-# %% ../nbs/21_prediction_log.ipynb #c62f9bbd
+# %% ../nbs/21_prediction_log.ipynb #9d293221
 def _segment_stem() -> str:
     "A new segment's name without suffix: its start time (UTC, microseconds) and this process's id."
     return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{os.getpid()}"
@@ -40,14 +40,14 @@ def _segment_pid(path: Path) -> int | None:
     tail = path.stem.rsplit("-", 1)[-1]
     return int(tail) if tail.isdigit() else None
 
-# %% ../nbs/21_prediction_log.ipynb #e335fd81
+# %% ../nbs/21_prediction_log.ipynb #0b75df24
 def complete_lines(path) -> list:
     "The records on the complete (newline-terminated) lines of JSON-lines file `path`."
     data = Path(path).read_bytes()
     complete = data[: data.rfind(b"\n") + 1]
     return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
-# %% ../nbs/21_prediction_log.ipynb #5ad5b69d
+# %% ../nbs/21_prediction_log.ipynb #4ad9b288
 def compact_segment(path) -> Path | None:
     "Turn JSON-lines segment `path` into `<same name>.parquet` (atomically), then delete it; None when empty."
     path = Path(path)
@@ -60,7 +60,7 @@ def compact_segment(path) -> Path | None:
     path.unlink()
     return target if rows else None
 
-# %% ../nbs/21_prediction_log.ipynb #a2ed3760
+# %% ../nbs/21_prediction_log.ipynb #37b14e52
 SEGMENT_LINES = 10_000
 
 
@@ -74,7 +74,7 @@ def _process_alive(pid: int) -> bool:
         return True
     return True
 
-# %% ../nbs/21_prediction_log.ipynb #865b6755
+# %% ../nbs/21_prediction_log.ipynb #0a2571ed
 class SegmentWriter:
     "Appends records as JSON lines to segments in `folder`, one `write()` each; full segments become Parquet."
 
@@ -84,8 +84,8 @@ class SegmentWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._compactions = []
+        self._fd, self.path, self.lines = None, None, 0
         self.compact_orphans()
-        self._open()
 
     def _open(self):
         self.path = self.folder / f"{_segment_stem()}.jsonl"
@@ -96,6 +96,8 @@ class SegmentWriter:
         "Write `record` as one line; it is in the OS page cache (safe from kill -9) when this returns."
         data = (json.dumps(record, default=str, separators=(",", ":")) + "\n").encode()
         with self._lock:
+            if self._fd is None:
+                self._open()
             written = os.write(self._fd, data)
             while written < len(data):
                 written += os.write(self._fd, data[written:])
@@ -107,11 +109,10 @@ class SegmentWriter:
             self._compactions.append(thread)
 
     def _rotate(self) -> Path:
-        "Close the current segment, open a new one; returns the closed segment's path."
+        "Close the current segment (the next append opens a new one); returns its path."
         os.close(self._fd)
-        full = self.path
-        self._open()
-        return full
+        self._fd = None
+        return self.path
 
     def compact_orphans(self) -> list:
         "Compact the JSON-lines segments of processes that no longer run; returns the Parquet files made."
@@ -123,14 +124,16 @@ class SegmentWriter:
         return [path for path in made if path]
 
     def close(self):
-        "Close and compact the current segment (waiting for compactions under way)."
+        "Close and compact the current segment, if any (waiting for compactions under way); appending reopens."
         with self._lock:
-            os.close(self._fd)
-            compact_segment(self.path)
+            if self._fd is not None:
+                os.close(self._fd)
+                compact_segment(self.path)
+                self._fd = None
         for thread in self._compactions:
             thread.join()
 
-# %% ../nbs/21_prediction_log.ipynb #42687c3d
+# %% ../nbs/21_prediction_log.ipynb #44460190
 def _segment_rows(path: Path) -> list:
     "The records of one segment file (Parquet, or the complete lines of JSON lines)."
     if path.suffix == ".parquet":
@@ -141,13 +144,13 @@ def _segment_rows(path: Path) -> list:
         parquet = path.with_suffix(".parquet")
         return pd.read_parquet(parquet).to_dict("records") if parquet.exists() else []
 
-# %% ../nbs/21_prediction_log.ipynb #e48fdd98
+# %% ../nbs/21_prediction_log.ipynb #5d24a75a
 def _utc(moment) -> pd.Timestamp:
     "`moment` (ISO text or datetime) as a UTC timestamp; naive times are taken as UTC."
     stamp = pd.Timestamp(moment)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
-# %% ../nbs/21_prediction_log.ipynb #d8164cc2
+# %% ../nbs/21_prediction_log.ipynb #b5eae0c3
 def read_log(folder, since=None, last: int | None = None) -> pd.DataFrame:
     "The records of the log in `folder`, oldest first; `since` a time (ISO text or datetime), `last` the newest N."
     folder = Path(folder)
@@ -168,7 +171,7 @@ def read_log(folder, since=None, last: int | None = None) -> pd.DataFrame:
         frame = frame.tail(last)
     return frame.reset_index(drop=True)
 
-# %% ../nbs/21_prediction_log.ipynb #5a2a6427
+# %% ../nbs/21_prediction_log.ipynb #edf559cf
 PSEUDONYM_KEY_ENV = "MLKIT_PSEUDONYM_KEY"
 
 
@@ -176,7 +179,7 @@ def pseudonym(value, key: bytes) -> str:
     "The pseudonym of `value` under secret `key`: HMAC-SHA256, 16 hex digits."
     return hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()[:16]
 
-# %% ../nbs/21_prediction_log.ipynb #9cbf964f
+# %% ../nbs/21_prediction_log.ipynb #e7a555db
 def is_identifier(column: str, features=()) -> bool:
     "True when `column` names an identifier (ends in `_id`) that is not one of the model's `features`."
     return str(column).endswith("_id") and column not in features

@@ -11,7 +11,7 @@ __all__ = ['MAX_ROWS_LISTED', 'MAX_ROWS', 'logger', 'DEVELOPMENT_KEY', 'OPEN_PRE
            'read_json', 'validation_error_response', 'request_error_response', 'Outcome', 'Feedback', 'record_feedback',
            'add_routes', 'serving_plugins', 'create_app']
 
-# %% ../nbs/20_serving.ipynb #157bc56a
+# %% ../nbs/20_serving.ipynb #3dad749e
 import hmac
 import json
 import logging
@@ -30,7 +30,7 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from .archive import iso, open_archive, utc_now
@@ -41,7 +41,7 @@ from .models import IntegrityError, load_model
 from .prediction_log import PSEUDONYM_KEY_ENV, SegmentWriter, is_identifier, log_folder, pseudonymized
 from .registry import Registry, aliases_file, resolve
 
-# %% ../nbs/20_serving.ipynb #83022fdf
+# %% ../nbs/20_serving.ipynb #e89930b0
 class RequestError(MlkitError):
     "A request the server refuses: an HTTP status, a message, and details (never input values)."
 
@@ -50,7 +50,7 @@ class RequestError(MlkitError):
         self.status = status
         self.details = details
 
-# %% ../nbs/20_serving.ipynb #22c1a434
+# %% ../nbs/20_serving.ipynb #da8f2271
 def _registered_contract(entry, run) -> tuple:
     "The contract version `entry` was registered with, read from its run's project and checked against its sha256."
     if not entry.contract or not entry.contract.get("file"):
@@ -72,7 +72,7 @@ def _model_features(model, run) -> list:
         raise UsageError(f"run {run.id}: the model does not name its features (fit it on a DataFrame)")
     return [str(name) for name in names]
 
-# %% ../nbs/20_serving.ipynb #6a1aacac
+# %% ../nbs/20_serving.ipynb #6b8dd6e1
 @dataclass
 class ServedModel:
     "A registered version, verified and loaded: the model, its contract and its features."
@@ -97,7 +97,7 @@ class ServedModel:
             return [float(p) for p in self.model.predict_proba(frame[self.features])[:, 1]]
         return [p.item() if hasattr(p, "item") else p for p in self.model.predict(frame[self.features])]
 
-# %% ../nbs/20_serving.ipynb #2d027c59
+# %% ../nbs/20_serving.ipynb #ef5d5ee9
 def load_served(registry: Registry, entry) -> ServedModel:
     "Load and verify registered version `entry` (a `ModelVersion`): model sha256, trusted types, contract."
     run = registry.archive.get_run(entry.run_id)
@@ -106,7 +106,7 @@ def load_served(registry: Registry, entry) -> ServedModel:
     return ServedModel(entry.name, entry.version, entry.sha256, entry.run_id, model, contract, contract_file,
                        _model_features(model, run))
 
-# %% ../nbs/20_serving.ipynb #8fe8c5f7
+# %% ../nbs/20_serving.ipynb #8737ffd4
 _BOOLEAN_TEXT = {"true": True, "false": False, "1": True, "0": False}
 
 
@@ -131,7 +131,7 @@ def _typed(value, dtype: str):
         datetime.fromisoformat(str(value))
     return value if dtype == "datetime" or isinstance(value, str) else str(value)
 
-# %% ../nbs/20_serving.ipynb #0637a5e4
+# %% ../nbs/20_serving.ipynb #e8fddb85
 def _value_check(value, spec: dict) -> tuple:
     "The value converted to its column's type, and the name of the check it fails (None when it passes)."
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -148,7 +148,7 @@ def _value_check(value, spec: dict) -> tuple:
         return typed, "allowed categories"
     return typed, None
 
-# %% ../nbs/20_serving.ipynb #069b0597
+# %% ../nbs/20_serving.ipynb #9e55cafe
 MAX_ROWS_LISTED = 100
 
 
@@ -195,7 +195,7 @@ class RowChecker:
                     for (column, check), indexes in failing.items()]
         return columns, failures
 
-# %% ../nbs/20_serving.ipynb #7ccb1ca5
+# %% ../nbs/20_serving.ipynb #3777bd65
 MAX_ROWS = 10_000
 
 
@@ -212,7 +212,7 @@ def _split_rows(split) -> list:
                                       "count": len(bad)}])
     return [dict(zip(columns, row, strict=True)) for row in split["data"]]
 
-# %% ../nbs/20_serving.ipynb #1b5a0ce5
+# %% ../nbs/20_serving.ipynb #200d381c
 def parse_invocation(payload) -> list:
     "The rows (dicts) of an MLflow scoring request; `RequestError` (422) for any other shape."
     if not isinstance(payload, dict) or not {"dataframe_split", "dataframe_records"} & set(payload):
@@ -231,7 +231,7 @@ def parse_invocation(payload) -> list:
         raise RequestError(413, f"at most {MAX_ROWS} rows per request, got {len(rows)}")
     return rows
 
-# %% ../nbs/20_serving.ipynb #6e168f1f
+# %% ../nbs/20_serving.ipynb #50d318f2
 logger = logging.getLogger("mlkit.serving")
 
 
@@ -302,7 +302,7 @@ class ModelHolder:
         if self._thread is not None:
             self._thread.join()
 
-# %% ../nbs/20_serving.ipynb #ad1177dc
+# %% ../nbs/20_serving.ipynb #cf3501eb
 DEVELOPMENT_KEY = "mlkit-development-key-not-secret"  # the EdTech ingestion's fallback too: pseudonyms match
 
 
@@ -316,7 +316,7 @@ def pseudonym_key(run, plugins=()) -> bytes:
     raise UsageError(f"set {PSEUDONYM_KEY_ENV} (a secret) to serve this model: identifiers are pseudonymized "
                      f"before logging; only models trained on mlkit's synthetic data may use the development key")
 
-# %% ../nbs/20_serving.ipynb #1ae8c545
+# %% ../nbs/20_serving.ipynb #c2780ce4
 class ServingMetrics:
     "The Prometheus metrics of one serving application, in their own collector registry."
 
@@ -335,7 +335,7 @@ class ServingMetrics:
         from prometheus_client import generate_latest
         return generate_latest(self.registry)
 
-# %% ../nbs/20_serving.ipynb #99d32138
+# %% ../nbs/20_serving.ipynb #2da8166f
 @dataclass
 class ServingState:
     "What a serving application's endpoints share."
@@ -382,7 +382,7 @@ class ServingState:
         self.log_request(served, request_id, "/invocations", 200, rows, predictions, started)
         return predictions
 
-# %% ../nbs/20_serving.ipynb #86d9217f
+# %% ../nbs/20_serving.ipynb #6c1e8c2a
 OPEN_PREFIXES = ("/health/",)
 
 
@@ -393,7 +393,7 @@ def authorized(token: str | None, path: str, header: str | None) -> bool:
     scheme, _, given = (header or "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
-# %% ../nbs/20_serving.ipynb #a54d356c
+# %% ../nbs/20_serving.ipynb #fa572b69
 def _error_body(status: int, message: str, **details) -> dict:
     "The JSON body of an error response."
     return {"error": {"status": status, "message": message, **details}}
@@ -441,7 +441,7 @@ class ServingMiddleware:
                                 status_code=413)
         return None
 
-# %% ../nbs/20_serving.ipynb #734e9b41
+# %% ../nbs/20_serving.ipynb #31e1cd50
 async def read_json(request: Request, limit: int):
     "The request's JSON body; `RequestError` 413 over `limit` bytes, 400 when it is not JSON."
     body = b""
@@ -454,7 +454,7 @@ async def read_json(request: Request, limit: int):
     except (ValueError, UnicodeDecodeError) as error:
         raise RequestError(400, f"malformed JSON: {error}") from None
 
-# %% ../nbs/20_serving.ipynb #7b16c313
+# %% ../nbs/20_serving.ipynb #83287120
 def validation_error_response(request: Request, error: RequestValidationError) -> JSONResponse:
     "A 422 listing where and why the body is invalid, without the values (400 for malformed JSON)."
     errors = [{"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")} for e in error.errors()]
@@ -469,7 +469,7 @@ def request_error_response(request: Request, error: RequestError) -> JSONRespons
     "The JSON response of a refused request."
     return JSONResponse(_error_body(error.status, str(error), **error.details), status_code=error.status)
 
-# %% ../nbs/20_serving.ipynb #0c96c509
+# %% ../nbs/20_serving.ipynb #5053ffa0
 class Outcome(BaseModel):
     "A later outcome of a served row: `request_id` (and `row`) or identifier fields (`*_id`), and the outcome."
 
@@ -484,7 +484,7 @@ class Feedback(BaseModel):
 
     feedback: list[Outcome] = Field(min_length=1, max_length=MAX_ROWS)
 
-# %% ../nbs/20_serving.ipynb #6a138196
+# %% ../nbs/20_serving.ipynb #909fc7a9
 def _feedback_failures(items: list) -> list:
     "Feedback items that name no row: neither a `request_id` nor an identifier field; or have other fields."
     failures = []
@@ -510,7 +510,7 @@ def record_feedback(state: ServingState, feedback: Feedback, request_id: str) ->
                                    "ids": json.dumps(ids), "outcome": item.outcome, "received_in": request_id})
     return len(feedback.feedback)
 
-# %% ../nbs/20_serving.ipynb #db00902d
+# %% ../nbs/20_serving.ipynb #d14c6fa9
 INVOCATION_SCHEMA = {
     "type": "object",
     "description": "MLflow's scoring protocol: dataframe_split or dataframe_records",
@@ -525,7 +525,7 @@ ERROR_RESPONSES = {status: {"description": text} for status, text in [
     (400, "malformed JSON"), (401, "missing or wrong bearer token"), (413, "body too large"),
     (422, "the rows fail the contract or the body has the wrong shape (no values echoed)")]}
 
-# %% ../nbs/20_serving.ipynb #e71399c9
+# %% ../nbs/20_serving.ipynb #7ac26988
 def add_routes(app: FastAPI, state: ServingState):
     "Add the generic endpoints: scoring, feedback, health, version and metrics."
 
@@ -563,13 +563,13 @@ def add_routes(app: FastAPI, state: ServingState):
         return {**state.holder.current.describe(), "reference": state.holder.reference,
                 "reloads": state.holder.events[-20:]}
 
-    @app.get("/metrics", responses=ERROR_RESPONSES)
+    @app.get("/metrics", response_class=PlainTextResponse, responses=ERROR_RESPONSES)
     def metrics():
-        "Prometheus metrics."
+        "Prometheus metrics (text format)."
         state.metrics.version.labels(state.holder.name).set(state.holder.current.version)
-        return Response(state.metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return PlainTextResponse(state.metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-# %% ../nbs/20_serving.ipynb #daf72bde
+# %% ../nbs/20_serving.ipynb #1a437c89
 SERVING_PLUGINS_GROUP = "mlkit.serving"
 
 
@@ -585,7 +585,7 @@ def serving_plugins() -> list:
                            type(error).__name__, error)
     return plugins
 
-# %% ../nbs/20_serving.ipynb #b7c00ef0
+# %% ../nbs/20_serving.ipynb #5853e624
 def create_app(reference: str, archive=None, token: str | None = None, max_body_bytes: int = 1_000_000,
                reload_interval: float = 1.0, plugins=None) -> FastAPI:
     "The serving application of registry reference `reference` (`name@alias`, `name:3`) in `archive`."
