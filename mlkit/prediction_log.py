@@ -6,9 +6,9 @@ Docs: https://mlkit-dev.github.io/mlkit/prediction_log.html.md"""
 
 # %% auto #0
 __all__ = ['LOG_KINDS', 'SEGMENT_LINES', 'PSEUDONYM_KEY_ENV', 'log_folder', 'complete_lines', 'compact_segment', 'SegmentWriter',
-           'read_log', 'pseudonym', 'is_identifier', 'pseudonymized']
+           'read_log', 'pseudonym', 'is_identifier', 'pseudonymized', 'served_rows']
 
-# %% ../nbs/21_prediction_log.ipynb #f1eca88c
+# %% ../nbs/21_prediction_log.ipynb #3811034a
 import hashlib
 import hmac
 import json
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-# %% ../nbs/21_prediction_log.ipynb #21d882e8
+# %% ../nbs/21_prediction_log.ipynb #28e1cf80
 LOG_KINDS = ("requests", "feedback")
 
 
@@ -29,7 +29,7 @@ def log_folder(archive_root, model: str, kind: str = "requests") -> Path:
         raise ValueError(f"unknown log kind {kind!r}; kinds: {', '.join(LOG_KINDS)}")
     return Path(archive_root) / "serving" / model / kind
 
-# %% ../nbs/21_prediction_log.ipynb #9d293221
+# %% ../nbs/21_prediction_log.ipynb #a185d88e
 def _segment_stem() -> str:
     "A new segment's name without suffix: its start time (UTC, microseconds) and this process's id."
     return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{os.getpid()}"
@@ -40,14 +40,14 @@ def _segment_pid(path: Path) -> int | None:
     tail = path.stem.rsplit("-", 1)[-1]
     return int(tail) if tail.isdigit() else None
 
-# %% ../nbs/21_prediction_log.ipynb #0b75df24
+# %% ../nbs/21_prediction_log.ipynb #b9f9166d
 def complete_lines(path) -> list:
     "The records on the complete (newline-terminated) lines of JSON-lines file `path`."
     data = Path(path).read_bytes()
     complete = data[: data.rfind(b"\n") + 1]
     return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
-# %% ../nbs/21_prediction_log.ipynb #4ad9b288
+# %% ../nbs/21_prediction_log.ipynb #60a7f3d4
 def compact_segment(path) -> Path | None:
     "Turn JSON-lines segment `path` into `<same name>.parquet` (atomically), then delete it; None when empty."
     path = Path(path)
@@ -60,7 +60,7 @@ def compact_segment(path) -> Path | None:
     path.unlink()
     return target if rows else None
 
-# %% ../nbs/21_prediction_log.ipynb #37b14e52
+# %% ../nbs/21_prediction_log.ipynb #c0157672
 SEGMENT_LINES = 10_000
 
 
@@ -74,7 +74,7 @@ def _process_alive(pid: int) -> bool:
         return True
     return True
 
-# %% ../nbs/21_prediction_log.ipynb #0a2571ed
+# %% ../nbs/21_prediction_log.ipynb #ee16f2fe
 class SegmentWriter:
     "Appends records as JSON lines to segments in `folder`, one `write()` each; full segments become Parquet."
 
@@ -133,7 +133,7 @@ class SegmentWriter:
         for thread in self._compactions:
             thread.join()
 
-# %% ../nbs/21_prediction_log.ipynb #44460190
+# %% ../nbs/21_prediction_log.ipynb #07942266
 def _segment_rows(path: Path) -> list:
     "The records of one segment file (Parquet, or the complete lines of JSON lines)."
     if path.suffix == ".parquet":
@@ -144,13 +144,13 @@ def _segment_rows(path: Path) -> list:
         parquet = path.with_suffix(".parquet")
         return pd.read_parquet(parquet).to_dict("records") if parquet.exists() else []
 
-# %% ../nbs/21_prediction_log.ipynb #5d24a75a
+# %% ../nbs/21_prediction_log.ipynb #1af08047
 def _utc(moment) -> pd.Timestamp:
     "`moment` (ISO text or datetime) as a UTC timestamp; naive times are taken as UTC."
     stamp = pd.Timestamp(moment)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
-# %% ../nbs/21_prediction_log.ipynb #b5eae0c3
+# %% ../nbs/21_prediction_log.ipynb #e4e13a86
 def read_log(folder, since=None, last: int | None = None) -> pd.DataFrame:
     "The records of the log in `folder`, oldest first; `since` a time (ISO text or datetime), `last` the newest N."
     folder = Path(folder)
@@ -171,7 +171,7 @@ def read_log(folder, since=None, last: int | None = None) -> pd.DataFrame:
         frame = frame.tail(last)
     return frame.reset_index(drop=True)
 
-# %% ../nbs/21_prediction_log.ipynb #edf559cf
+# %% ../nbs/21_prediction_log.ipynb #877ae206
 PSEUDONYM_KEY_ENV = "MLKIT_PSEUDONYM_KEY"
 
 
@@ -179,7 +179,7 @@ def pseudonym(value, key: bytes) -> str:
     "The pseudonym of `value` under secret `key`: HMAC-SHA256, 16 hex digits."
     return hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()[:16]
 
-# %% ../nbs/21_prediction_log.ipynb #e7a555db
+# %% ../nbs/21_prediction_log.ipynb #02545e97
 def is_identifier(column: str, features=()) -> bool:
     "True when `column` names an identifier (ends in `_id`) that is not one of the model's `features`."
     return str(column).endswith("_id") and column not in features
@@ -189,3 +189,42 @@ def pseudonymized(rows: list, key: bytes, features=()) -> list:
     "Copies of `rows` (dicts) with the values of identifier fields replaced by their pseudonyms."
     return [{column: pseudonym(value, key) if is_identifier(column, features) and value is not None else value
              for column, value in row.items()} for row in rows]
+
+# %% ../nbs/21_prediction_log.ipynb #d809bbd4
+def _scored_rows(requests: pd.DataFrame) -> pd.DataFrame:
+    "One row per input row of the accepted `/invocations` requests in `requests` (a `read_log` frame)."
+    if requests.empty:
+        return pd.DataFrame()
+    accepted = requests[(requests["status"] < 400) & (requests["endpoint"] == "/invocations")]
+    frames = []
+    for record in accepted.itertuples(index=False):
+        frame = pd.DataFrame(json.loads(record.inputs))
+        frame["prediction"] = json.loads(record.outputs)
+        frame["request_id"], frame["row"] = record.request_id, range(len(frame))
+        frame["at"], frame["model_version"] = record.at, record.model_version
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+# %% ../nbs/21_prediction_log.ipynb #9ca8a2f3
+def _join_outcomes(rows: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
+    "`rows` with an `outcome` column from `feedback` (by request id and row, or by identifier fields)."
+    rows = rows.assign(outcome=float("nan"))
+    for item in feedback.itertuples(index=False) if not feedback.empty else []:
+        if isinstance(item.request_id, str):
+            match = (rows["request_id"] == item.request_id) & (rows["row"] == item.row)
+        else:
+            ids = {k: v for k, v in json.loads(item.ids).items() if k in rows.columns}
+            if not ids:
+                continue
+            match = pd.concat([rows[k] == v for k, v in ids.items()], axis=1).all(axis=1)
+        rows.loc[match, "outcome"] = item.outcome
+    return rows
+
+# %% ../nbs/21_prediction_log.ipynb #dee17383
+def served_rows(archive_root, model: str, since=None, last: int | None = None) -> pd.DataFrame:
+    "One row per input row scored for `model` in the window (`since` a time, `last` N requests), with outcomes."
+    requests = read_log(log_folder(archive_root, model), since=since, last=last)
+    rows = _scored_rows(requests)
+    if rows.empty:
+        return rows
+    return _join_outcomes(rows, read_log(log_folder(archive_root, model, "feedback")))

@@ -1,6 +1,9 @@
 """The serving application in-process (ASGI, via Starlette's TestClient): endpoints, refusals, log, reload, fuzzing."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from mlkit.registry import Registry, promote
 from mlkit.serving import create_app
 
 REPO = Path(__file__).resolve().parent.parent
+MLKIT = str(Path(sys.executable).with_name("mlkit"))
 TOKEN = "test-token-1234"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -42,12 +46,13 @@ def archived_run(archive: Archive, job: str, params: dict, upstream=(), files=No
 
 def register_version(archive: Archive, seed: int, source_path=None) -> int:
     "Train a small EdTech model on generated data (ingest + train runs), register it; returns its version."
-    attempts = ingest(generate(80, seed=seed))
+    attempts = ingest(generate(80, seed=seed)).assign(split="train")
     model = build_model("logistic_regression", {"C": 0.5 + seed}).fit(attempts[FEATURES], attempts["passed"])
     ingest_run = archived_run(archive, "ingest", {"source_path": source_path})
     train_run = archived_run(archive, "train", {"data_run": ingest_run, "data_path": None}, [ingest_run],
                              {"model.skops": lambda path: save_model(model, path),
-                              "modules.csv": lambda path: make_catalog().to_csv(path, index=False)})
+                              "modules.csv": lambda path: make_catalog().to_csv(path, index=False),
+                              "data.parquet": lambda path: attempts.to_parquet(path, index=False)})
     return Registry(archive).register("edtech", archive.get_run(train_run)).version
 
 
@@ -235,6 +240,32 @@ def test_synthetic_model_serves_with_development_key(archive, monkeypatch):
     monkeypatch.delenv(PSEUDONYM_KEY_ENV, raising=False)
     with TestClient(create_app("edtech:1", archive=archive.root)) as test_client:
         assert test_client.get("/health/ready").json()["version"] == 1
+
+
+def test_monitor_reads_a_serving_window(tmp_path, monkeypatch):
+    """Drifted traffic through the app, outcomes as feedback; the monitor job (a real run) alerts on the window."""
+    monkeypatch.setenv(PSEUDONYM_KEY_ENV, "a-test-secret")
+    archive = make_served_archive(tmp_path, versions=1)
+    traffic = json.loads(generate(120, seed=21, drift=1.0).drop(columns=["student_name", "student_email"])
+                         .to_json(orient="records"))
+    with TestClient(create_app("edtech@champion", archive=archive.root)) as client:
+        for start in range(0, len(traffic), 60):
+            batch = traffic[start:start + 60]
+            answer = client.post("/invocations", json={"dataframe_records": batch})
+            assert answer.status_code == 200
+            outcomes = [{"request_id": answer.headers["x-request-id"], "row": i, "outcome": row["passed"]}
+                        for i, row in enumerate(batch)]
+            assert client.post("/feedback", json={"feedback": outcomes}).status_code == 200
+    env = {**os.environ, "MLKIT_ARCHIVE": str(archive.root)}
+    result = subprocess.run([MLKIT, "run", "monitor", "-p", "model_ref", "edtech@champion", "-p", "batch_source",
+                             "serving", "-p", "serving_model", "edtech", "-p", "serving_last", "1000", "--json"],
+                            check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    manifest = json.loads(result.stdout)
+    assert "drift" in {alert["kind"] for alert in manifest["alerts"]}
+    window = json.loads((Path(manifest["path"]) / "values.json").read_text())["serving_window"]
+    assert window["rows"] == len(traffic) and window["with_outcome"] == len(traffic)
+    assert "roc_auc_current" in manifest["metrics"]
 
 
 def test_openapi_fuzzing(archive, monkeypatch):
