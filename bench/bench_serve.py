@@ -141,8 +141,12 @@ def mlflow_model(python: str, pickled: Path, workdir: Path) -> Path:
     target = workdir / "mlflow-model"
     code = ("import pickle, sys, mlflow.sklearn\n"
             "model = pickle.loads(open(sys.argv[1], 'rb').read())\n"
-            "mlflow.sklearn.save_model(model, sys.argv[2])\n")
-    subprocess.run([python, "-c", code, str(pickled), str(target)], check=True, timeout=300, capture_output=True)
+            "mlflow.sklearn.save_model(model, sys.argv[2], skops_trusted_types=[\n"
+            "    'sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor'])\n")
+    saved = subprocess.run([python, "-c", code, str(pickled), str(target)], timeout=300, capture_output=True,
+                           text=True, check=False)
+    if saved.returncode != 0:
+        raise RuntimeError(f"saving the MLflow model failed: {saved.stderr[-2000:]}")
     return target
 
 
@@ -155,31 +159,37 @@ def body(rows: list, features: list, count: int) -> bytes:
 
 def load(url: str, payload: bytes, concurrency: int, seconds: float, limit: int, headers: dict) -> dict:
     "Send `payload` from `concurrency` threads for `seconds` or `limit` requests; throughput and latencies."
-    latencies, failures, lock = [], [0], threading.Lock()
-    deadline = time.monotonic() + seconds
-    sent = [0]
+    latencies, failures, sent, lock = [], [0], [0], threading.Lock()
+    clients = [httpx.Client(base_url=url, timeout=30, headers={**headers, "Content-Type": "application/json"})
+               for _ in range(concurrency)]
+    ready = threading.Barrier(concurrency + 1)
+    deadline = [0.0]
 
-    def worker():
-        with httpx.Client(base_url=url, timeout=30, headers={**headers, "Content-Type": "application/json"}) as c:
-            while time.monotonic() < deadline:
-                with lock:
-                    if sent[0] >= limit:
-                        return
-                    sent[0] += 1
-                started = time.perf_counter()
-                answer = c.post("/invocations", content=payload)
-                elapsed = time.perf_counter() - started
-                with lock:
-                    latencies.append(elapsed)
-                    failures[0] += answer.status_code != 200
+    def worker(client):
+        ready.wait()
+        while time.monotonic() < deadline[0]:
+            with lock:
+                if sent[0] >= limit:
+                    return
+                sent[0] += 1
+            started = time.perf_counter()
+            answer = client.post("/invocations", content=payload)
+            elapsed = time.perf_counter() - started
+            with lock:
+                latencies.append(elapsed)
+                failures[0] += answer.status_code != 200
 
-    began = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    threads = [threading.Thread(target=worker, args=(client,)) for client in clients]
     for thread in threads:
         thread.start()
+    deadline[0] = time.monotonic() + seconds
+    began = time.perf_counter()
+    ready.wait()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - began
+    for client in clients:
+        client.close()
     ordered = sorted(latencies)
 
     def pick(share):
@@ -212,7 +222,8 @@ def main(argv=None):
             port = free_port()
             mlflow_bin = str(Path(args.mlflow_python).with_name("mlflow"))
             processes.append(start([mlflow_bin, "models", "serve", "-m", str(model_dir), "--env-manager", "local",
-                                    "-h", "127.0.0.1", "-p", str(port), "-w", "1"], dict(os.environ),
+                                    "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
+                                   {**os.environ, "PATH": f"{Path(mlflow_bin).parent}{os.pathsep}{os.environ['PATH']}"},
                                    f"http://127.0.0.1:{port}", "/ping"))
             servers["mlflow"] = (f"http://127.0.0.1:{port}", {})
         else:
@@ -248,7 +259,7 @@ def measure(servers: dict, prepared: dict, args) -> dict:
 
 def ratio(a: float, b: float) -> str:
     "`a / b` as `1.23x`, or n/a when `b` is zero or missing."
-    return f"{a / b:.2f}x" if b and b == b else "n/a"
+    return f"{a / b:.2f}x" if b and b == b and a == a else "n/a"
 
 
 def report(results: dict):
