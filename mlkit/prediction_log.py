@@ -6,9 +6,9 @@ Docs: https://mlkit-dev.github.io/mlkit/prediction_log.html.md"""
 
 # %% auto #0
 __all__ = ['LOG_KINDS', 'SEGMENT_LINES', 'PSEUDONYM_KEY_ENV', 'log_folder', 'complete_lines', 'compact_segment', 'SegmentWriter',
-           'read_log', 'pseudonym', 'is_identifier', 'pseudonymized', 'served_rows']
+           'read_log', 'read_logs', 'pseudonym', 'is_identifier', 'pseudonymized', 'served_rows']
 
-# %% ../nbs/21_prediction_log.ipynb #3811034a
+# %% ../nbs/21_prediction_log.ipynb #71624afb
 import hashlib
 import hmac
 import json
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-# %% ../nbs/21_prediction_log.ipynb #28e1cf80
+# %% ../nbs/21_prediction_log.ipynb #dcb551eb
 LOG_KINDS = ("requests", "feedback")
 
 
@@ -29,7 +29,7 @@ def log_folder(archive_root, model: str, kind: str = "requests") -> Path:
         raise ValueError(f"unknown log kind {kind!r}; kinds: {', '.join(LOG_KINDS)}")
     return Path(archive_root) / "serving" / model / kind
 
-# %% ../nbs/21_prediction_log.ipynb #a185d88e
+# %% ../nbs/21_prediction_log.ipynb #0d0a4981
 def _segment_stem() -> str:
     "A new segment's name without suffix: its start time (UTC, microseconds) and this process's id."
     return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{os.getpid()}"
@@ -40,14 +40,14 @@ def _segment_pid(path: Path) -> int | None:
     tail = path.stem.rsplit("-", 1)[-1]
     return int(tail) if tail.isdigit() else None
 
-# %% ../nbs/21_prediction_log.ipynb #b9f9166d
+# %% ../nbs/21_prediction_log.ipynb #6c0df2e1
 def complete_lines(path) -> list:
     "The records on the complete (newline-terminated) lines of JSON-lines file `path`."
     data = Path(path).read_bytes()
     complete = data[: data.rfind(b"\n") + 1]
     return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
-# %% ../nbs/21_prediction_log.ipynb #60a7f3d4
+# %% ../nbs/21_prediction_log.ipynb #e681bef8
 def compact_segment(path) -> Path | None:
     "Turn JSON-lines segment `path` into `<same name>.parquet` (atomically), then delete it; None when empty."
     path = Path(path)
@@ -60,7 +60,7 @@ def compact_segment(path) -> Path | None:
     path.unlink()
     return target if rows else None
 
-# %% ../nbs/21_prediction_log.ipynb #c0157672
+# %% ../nbs/21_prediction_log.ipynb #52b67a94
 SEGMENT_LINES = 10_000
 
 
@@ -74,7 +74,7 @@ def _process_alive(pid: int) -> bool:
         return True
     return True
 
-# %% ../nbs/21_prediction_log.ipynb #ee16f2fe
+# %% ../nbs/21_prediction_log.ipynb #64ba54a6
 class SegmentWriter:
     "Appends records as JSON lines to segments in `folder`, one `write()` each; full segments become Parquet."
 
@@ -133,7 +133,7 @@ class SegmentWriter:
         for thread in self._compactions:
             thread.join()
 
-# %% ../nbs/21_prediction_log.ipynb #07942266
+# %% ../nbs/21_prediction_log.ipynb #5b5ccc50
 def _segment_rows(path: Path) -> list:
     "The records of one segment file (Parquet, or the complete lines of JSON lines)."
     if path.suffix == ".parquet":
@@ -144,13 +144,13 @@ def _segment_rows(path: Path) -> list:
         parquet = path.with_suffix(".parquet")
         return pd.read_parquet(parquet).to_dict("records") if parquet.exists() else []
 
-# %% ../nbs/21_prediction_log.ipynb #1af08047
+# %% ../nbs/21_prediction_log.ipynb #7f0f6533
 def _utc(moment) -> pd.Timestamp:
     "`moment` (ISO text or datetime) as a UTC timestamp; naive times are taken as UTC."
     stamp = pd.Timestamp(moment)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
-# %% ../nbs/21_prediction_log.ipynb #e4e13a86
+# %% ../nbs/21_prediction_log.ipynb #6b9cc11c
 def read_log(folder, since=None, last: int | None = None) -> pd.DataFrame:
     "The records of the log in `folder`, oldest first; `since` a time (ISO text or datetime), `last` the newest N."
     folder = Path(folder)
@@ -171,7 +171,17 @@ def read_log(folder, since=None, last: int | None = None) -> pd.DataFrame:
         frame = frame.tail(last)
     return frame.reset_index(drop=True)
 
-# %% ../nbs/21_prediction_log.ipynb #877ae206
+# %% ../nbs/21_prediction_log.ipynb #10e3c848
+def read_logs(archive_root, kind: str = "requests", since=None) -> pd.DataFrame:
+    "The `kind` logs of every served model in the archive at `archive_root`, oldest first."
+    frames = [read_log(folder / kind, since=since) for folder in sorted((Path(archive_root) / "serving").glob("*"))
+              if (folder / kind).is_dir()]
+    frames = [frame for frame in frames if not frame.empty]
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True).sort_values("at", kind="stable").reset_index(drop=True)
+
+# %% ../nbs/21_prediction_log.ipynb #f7205bbf
 PSEUDONYM_KEY_ENV = "MLKIT_PSEUDONYM_KEY"
 
 
@@ -179,7 +189,7 @@ def pseudonym(value, key: bytes) -> str:
     "The pseudonym of `value` under secret `key`: HMAC-SHA256, 16 hex digits."
     return hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()[:16]
 
-# %% ../nbs/21_prediction_log.ipynb #02545e97
+# %% ../nbs/21_prediction_log.ipynb #094d928a
 def is_identifier(column: str, features=()) -> bool:
     "True when `column` names an identifier (ends in `_id`) that is not one of the model's `features`."
     return str(column).endswith("_id") and column not in features
@@ -190,7 +200,7 @@ def pseudonymized(rows: list, key: bytes, features=()) -> list:
     return [{column: pseudonym(value, key) if is_identifier(column, features) and value is not None else value
              for column, value in row.items()} for row in rows]
 
-# %% ../nbs/21_prediction_log.ipynb #d809bbd4
+# %% ../nbs/21_prediction_log.ipynb #bd9a4b91
 def _scored_rows(requests: pd.DataFrame) -> pd.DataFrame:
     "One row per input row of the accepted `/invocations` requests in `requests` (a `read_log` frame)."
     if requests.empty:
@@ -205,7 +215,7 @@ def _scored_rows(requests: pd.DataFrame) -> pd.DataFrame:
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
-# %% ../nbs/21_prediction_log.ipynb #9ca8a2f3
+# %% ../nbs/21_prediction_log.ipynb #82b79906
 def _join_outcomes(rows: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
     "`rows` with an `outcome` column from `feedback` (by request id and row, or by identifier fields)."
     rows = rows.assign(outcome=float("nan"))
@@ -220,7 +230,7 @@ def _join_outcomes(rows: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
         rows.loc[match, "outcome"] = item.outcome
     return rows
 
-# %% ../nbs/21_prediction_log.ipynb #dee17383
+# %% ../nbs/21_prediction_log.ipynb #a36ce535
 def served_rows(archive_root, model: str, since=None, last: int | None = None) -> pd.DataFrame:
     "One row per input row scored for `model` in the window (`since` a time, `last` N requests), with outcomes."
     requests = read_log(log_folder(archive_root, model), since=since, last=last)
