@@ -86,7 +86,9 @@ def read_runs(root) -> list:
     for job_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         if job_dir.name.startswith(".") or job_dir.name in RESERVED_NAMES:
             continue
-        runs += [entry for entry in map(_run_entry, job_dir.glob(f"*/{MANIFEST_FILE}")) if entry]
+        with os.scandir(job_dir) as entries:
+            manifests = [Path(entry.path, MANIFEST_FILE) for entry in entries if entry.is_dir()]
+        runs += [entry for entry in map(_run_entry, manifests) if entry]
     runs.sort(key=lambda run: run["id"])
     known = {run["id"]: run for run in runs}
     for run in runs:
@@ -484,7 +486,8 @@ def notebook_css() -> str:
     return layout + HtmlFormatter(style="default").get_style_defs(".notebook .highlight")
 
 # %% ../nbs/27_report.ipynb #b0da2c8d
-_VERSION = hashlib.sha256("".join([BASE_TEMPLATE, STYLE_CSS, APP_JS, INDEX_TEMPLATE, RUN_TEMPLATE, JOB_TEMPLATE,
+_RENDERING = "nbconvert basic template, tuned exporter 2"
+_VERSION = hashlib.sha256("".join([_RENDERING, BASE_TEMPLATE, STYLE_CSS, APP_JS, INDEX_TEMPLATE, RUN_TEMPLATE, JOB_TEMPLATE,
                                    REGISTRY_TEMPLATE, PIPELINE_TEMPLATE, DRIFT_TEMPLATE, SERVING_TEMPLATE,
                                    NOTEBOOK_TEMPLATE]).encode()).hexdigest()[:16]
 
@@ -494,11 +497,16 @@ def _digest(data) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _write_text(target: Path, text: str):
-    "Write `text` to `target` through a temporary file and a rename."
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(target.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
+def _write_text(target, text: str):
+    "Write `text` to `target` through a temporary file and a rename; its folder is made when missing."
+    temporary = f"{target}.tmp"
+    try:
+        handle = open(temporary, "w", encoding="utf-8")
+    except FileNotFoundError:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        handle = open(temporary, "w", encoding="utf-8")
+    with handle:
+        handle.write(text)
     os.replace(temporary, target)
 
 # %% ../nbs/27_report.ipynb #d6010407
@@ -524,13 +532,23 @@ class _Site:
         self.out = out
         state = _read_json(out / STATE_FILE, {})
         self.old = state.get("pages", {}) if state.get("version") == _VERSION else {}
-        self.new = {}
+        self.new, self.listed = {}, {}
         self.result = BuildResult(out)
+
+    def exists(self, name: str) -> bool:
+        "True when page `name` is in the site (each folder is listed once, not each page checked)."
+        folder, _, base = name.rpartition("/")
+        if folder not in self.listed:
+            try:
+                self.listed[folder] = set(os.listdir(self.out / folder))
+            except OSError:
+                self.listed[folder] = set()
+        return base in self.listed[folder]
 
     def needs(self, name: str, key_data) -> bool:
         "Record page `name`'s key; True when the page must be (re)written."
         self.new[name] = key = _digest(key_data)
-        if self.old.get(name) == key and (self.out / name).is_file():
+        if self.old.get(name) == key and self.exists(name):
             self.result.unchanged += 1
             return False
         return True
@@ -546,7 +564,8 @@ class _Site:
         for name in sorted(set(self.old) - set(self.new)):
             (self.out / name).unlink(missing_ok=True)
             self.result.removed.append(name)
-        _write_text(self.out / STATE_FILE, json.dumps({"version": _VERSION, "pages": self.new}))
+        if self.new != self.old:
+            _write_text(self.out / STATE_FILE, json.dumps({"version": _VERSION, "pages": self.new}))
 
 # %% ../nbs/27_report.ipynb #b7f5b301
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp")
@@ -611,10 +630,10 @@ def _run_sections(run: dict) -> list:
 
 # %% ../nbs/27_report.ipynb #a1237622
 def _run_page_task(site: _Site, run: dict, known: set) -> tuple | None:
-    "The task that writes the page of one run, or None when the page's content did not change."
+    "The task that writes the page of one run (after `_notebook_task`), or None when its content did not change."
     lineage = [("Upstream", [(i, i in known) for i in run.get("upstream") or []]),
                ("Downstream", [(i, True) for i in run["downstream"]])]
-    notebook = (run["folder"] / "notebook.ipynb").is_file()
+    notebook = f"notebooks/{run['id']}.html" in site.new  # recorded by `_notebook_task` when there is a notebook
     key = {k: v for k, v in run.items() if k != "folder"} | {"lineage": lineage, "notebook": notebook}
     if not site.needs(f"runs/{run['id']}.html", key):
         return None
@@ -630,7 +649,7 @@ def _write_run_page(run: dict, lineage: list, notebook: bool, out: str) -> str:
     page = templates().get_template("run.html").render(
         title=f"{run['job']} run {run['id']}", root="../", run=run, facts=[f for f in facts if f[1]],
         notebook=notebook, sections=_run_sections(run), lineage=lineage, images=images, tables=tables, files=files)
-    _write_text(Path(out) / "runs" / f"{run['id']}.html", page)
+    _write_text(f"{out}/runs/{run['id']}.html", page)
     return f"runs/{run['id']}.html"
 
 # %% ../nbs/27_report.ipynb #deadac04
@@ -655,7 +674,7 @@ def _write_notebook_page(path: str, run_id: str, target: str) -> str:
         body = f'<p class="failed">nbconvert could not render this notebook: {html.escape(str(error))}</p>'
     page = templates().get_template("notebook.html").render(title=f"Notebook of run {run_id}", root="../",
                                                              run_id=run_id, body=body)
-    _write_text(Path(target), page)
+    _write_text(target, page)
     return f"notebooks/{run_id}.html"
 
 # %% ../nbs/27_report.ipynb #5b7c1e31
@@ -754,7 +773,8 @@ def _record_run_ids(record: dict) -> list:
 # %% ../nbs/27_report.ipynb #9aabc596
 def _drift_page(site: _Site, env, runs: list):
     "Write the drift page from the newest run with a `drift_report.csv` artifact."
-    monitors = [r for r in runs if (r["folder"] / "artifacts" / "drift_report.csv").is_file()]
+    listed = [r for r in runs if any(a.get("path") == "artifacts/drift_report.csv" for a in r.get("artifacts") or [])]
+    monitors = [r for r in listed if (r["folder"] / "artifacts" / "drift_report.csv").is_file()]
     latest = monitors[-1] if monitors else None
     key = [{k: r.get(k) for k in ("id", "metrics", "params", "artifacts")} for r in monitors]
 
