@@ -10,7 +10,7 @@ import pytest
 from mlkit.report import build_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from bench_report import add_run, fabricate  # noqa: E402
+from bench_report import add_run, fabricate
 
 RUNS = 60  # above the pool threshold (40 pages), small enough to stay quick
 
