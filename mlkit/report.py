@@ -71,12 +71,30 @@ def _read_json(path: Path, default=None):
         return default
 
 
+def _loads(text: str | None, default=None):
+    "The JSON in `text`, or `default` when there is none or it is not JSON."
+    try:
+        return json.loads(text) if text is not None else default
+    except ValueError:
+        return default
+
+
+def _read_text(path: Path) -> str | None:
+    "The text of the file at `path`, None when it cannot be read."
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
 def _run_entry(path: Path) -> dict | None:
-    "A run as the report sees it: the manifest, its folder, its values; None when unreadable."
-    manifest = _read_json(path)
+    "A run as the report sees it: manifest, folder, values, `report_key` (hash of both files); None when unreadable."
+    texts = (_read_text(path), _read_text(path.parent / "values.json"))
+    manifest = _loads(texts[0])
     if not isinstance(manifest, dict) or "id" not in manifest or "job" not in manifest:
         return None
-    return {**manifest, "folder": path.parent, "values": _read_json(path.parent / "values.json", {})}
+    key = hashlib.sha256("\0".join(text or "" for text in texts).encode()).hexdigest()
+    return {**manifest, "folder": path.parent, "values": _loads(texts[1], {}), "report_key": key}
 
 # %% ../nbs/27_report.ipynb #7e035869
 def read_runs(root) -> list:
@@ -634,7 +652,7 @@ def _run_page_task(site: _Site, run: dict, known: set) -> tuple | None:
     lineage = [("Upstream", [(i, i in known) for i in run.get("upstream") or []]),
                ("Downstream", [(i, True) for i in run["downstream"]])]
     notebook = f"notebooks/{run['id']}.html" in site.new  # recorded by `_notebook_task` when there is a notebook
-    key = {k: v for k, v in run.items() if k != "folder"} | {"lineage": lineage, "notebook": notebook}
+    key = [run.get("report_key") or {k: v for k, v in run.items() if k != "folder"}, lineage, notebook]
     if not site.needs(f"runs/{run['id']}.html", key):
         return None
     return (_write_run_page, run, lineage, notebook, str(site.out))
@@ -702,10 +720,17 @@ def _write_pages(site: _Site, tasks: list, workers: int, meanwhile):
         site.result.written += list(names)
 
 # %% ../nbs/27_report.ipynb #81fe7746
+def _comparable(value):
+    "`value` as a set member: a scalar with its type (1, 1.0 and True differ), anything else as canonical JSON."
+    if isinstance(value, (str, int, float, bool, type(None))) and value == value:
+        return type(value).__name__, value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def _varying(runs: list) -> list:
     "Names of the parameters whose values differ between `runs`."
     names = sorted({name for run in runs for name in run.get("params") or {}})
-    return [n for n in names if len({json.dumps(r["params"].get(n), sort_keys=True) for r in runs}) > 1]
+    return [n for n in names if len({_comparable(r["params"].get(n)) for r in runs}) > 1]
 
 
 def _job_charts(runs: list, varying: list, metrics: list) -> list:
