@@ -49,7 +49,7 @@ def iso(moment: datetime) -> str:
 
 # %% ../nbs/05_archive.ipynb #a5c0de15
 _JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
-RESERVED_NAMES = ("registry", "pipelines", "sweeps")  # folders of the archive that are not jobs
+RESERVED_NAMES = ("registry", "pipelines", "sweeps", "objects")  # folders of the archive that are not jobs
 
 
 def check_job_name(name: str) -> str:
