@@ -8,15 +8,17 @@ Docs: https://mlkit-dev.github.io/mlkit/report.html.md"""
 __all__ = ['REPORT_DIR', 'UI_FILE', 'STATE_FILE', 'BASE_TEMPLATE', 'STYLE_CSS', 'APP_JS', 'INDEX_TEMPLATE', 'RUN_TEMPLATE',
            'JOB_TEMPLATE', 'REGISTRY_TEMPLATE', 'PIPELINE_TEMPLATE', 'DRIFT_TEMPLATE', 'SERVING_TEMPLATE',
            'NOTEBOOK_TEMPLATE', 'IMAGE_SUFFIXES', 'default_report_dir', 'page_link', 'read_runs', 'read_registry',
-           'read_records', 'read_serving', 'serving_summary', 'templates', 'render_notebook', 'notebook_css',
-           'BuildResult', 'build_report']
+           'read_records', 'read_serving', 'serving_summary', 'templates', 'notebook_exporter', 'render_notebook',
+           'notebook_css', 'BuildResult', 'build_report']
 
 # %% ../nbs/27_report.ipynb #7dfbd1d5
 import csv
 import functools
 import hashlib
+import html
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -69,12 +71,30 @@ def _read_json(path: Path, default=None):
         return default
 
 
+def _loads(text: str | None, default=None):
+    "The JSON in `text`, or `default` when there is none or it is not JSON."
+    try:
+        return json.loads(text) if text is not None else default
+    except ValueError:
+        return default
+
+
+def _read_text(path: Path) -> str | None:
+    "The text of the file at `path`, None when it cannot be read."
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
 def _run_entry(path: Path) -> dict | None:
-    "A run as the report sees it: the manifest, its folder, its values; None when unreadable."
-    manifest = _read_json(path)
+    "A run as the report sees it: manifest, folder, values, `report_key` (hash of both files); None when unreadable."
+    texts = (_read_text(path), _read_text(path.parent / "values.json"))
+    manifest = _loads(texts[0])
     if not isinstance(manifest, dict) or "id" not in manifest or "job" not in manifest:
         return None
-    return {**manifest, "folder": path.parent, "values": _read_json(path.parent / "values.json", {})}
+    key = hashlib.sha256("\0".join(text or "" for text in texts).encode()).hexdigest()
+    return {**manifest, "folder": path.parent, "values": _loads(texts[1], {}), "report_key": key}
 
 # %% ../nbs/27_report.ipynb #7e035869
 def read_runs(root) -> list:
@@ -84,7 +104,9 @@ def read_runs(root) -> list:
     for job_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         if job_dir.name.startswith(".") or job_dir.name in RESERVED_NAMES:
             continue
-        runs += [entry for entry in map(_run_entry, job_dir.glob(f"*/{MANIFEST_FILE}")) if entry]
+        with os.scandir(job_dir) as entries:
+            manifests = [Path(entry.path, MANIFEST_FILE) for entry in entries if entry.is_dir()]
+        runs += [entry for entry in map(_run_entry, manifests) if entry]
     runs.sort(key=lambda run: run["id"])
     known = {run["id"]: run for run in runs}
     for run in runs:
@@ -384,31 +406,106 @@ def templates():
                "drift.html": DRIFT_TEMPLATE, "serving.html": SERVING_TEMPLATE, "notebook.html": NOTEBOOK_TEMPLATE}
     return jinja2.Environment(loader=jinja2.DictLoader(sources), autoescape=True, undefined=jinja2.ChainableUndefined)
 
+# %% ../nbs/27_report.ipynb #5b7c1e20
+_MEMO_SIZE = 20_000
+
+
+def _remember(done: dict, key, make):
+    "`done[key]`, made by `make()` the first time; `done` is emptied when it grows past `_MEMO_SIZE` entries."
+    if key not in done:
+        if len(done) >= _MEMO_SIZE:
+            done.clear()
+        done[key] = make()
+    return done[key]
+
+# %% ../nbs/27_report.ipynb #5b7c1e23
+class _Highlighter:
+    "nbconvert's `highlight_code` filter, each distinct source highlighted once per process."
+
+    def __init__(self, exporter):
+        self.exporter, self.lexer, self.done = exporter, "ipython3", {}
+
+    def __call__(self, source, language=None, metadata=None):
+        from nbconvert.filters import Highlight2HTML
+        magics = (metadata or {}).get("magics_language")
+        return _remember(self.done, (source, language or self.lexer, magics), lambda: Highlight2HTML(
+            pygments_lexer=self.lexer, parent=self.exporter)(source, language, {"magics_language": magics} if magics else None))
+
+
+def _remembered_markdown(markdown2html):
+    "nbconvert's `markdown2html` context filter, each distinct text (without attachments) rendered once per process."
+    import jinja2
+    done = {}
+
+    @jinja2.pass_context
+    def render(context, source):
+        if context.get("cell", {}).get("attachments"):
+            return markdown2html(context, source)
+        path = context.get("resources", {}).get("metadata", {}).get("path", "")
+        return _remember(done, (source, path), lambda: markdown2html(context, source))
+
+    return render
+
 # %% ../nbs/27_report.ipynb #2b81034a
-_EXPORTERS = []
+_IMAGE_WITHOUT_ALT = re.compile(r"<img(?![^>]*\balt=)")
 
 
+@functools.cache
+def notebook_exporter():
+    "nbconvert's `HTMLExporter` with the `basic` template as the report uses it, made once per process."
+    from nbconvert import HTMLExporter
+    from nbconvert.exporters.templateexporter import TemplateExporter
+    from nbconvert.filters import clean_html
+    from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
+    from traitlets.config import Config
+
+    class ReportExporter(HTMLExporter):
+        "`HTMLExporter` without its BeautifulSoup pass, with remembered filters."
+
+        def from_notebook_node(self, nb, resources=None, **kw):
+            info = nb.metadata.get("language_info", {})
+            self.highlighter.lexer = info.get("pygments_lexer", info.get("name")) or "ipython3"
+            html, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
+            return _IMAGE_WITHOUT_ALT.sub('<img alt="notebook output"', html), resources
+
+    exporter = ReportExporter(template_name="basic", optimistic_validation=True,
+                              config=Config({"CSSHTMLHeaderPreprocessor": {"enabled": False}}))
+    exporter.highlighter = _Highlighter(exporter)
+    exporter.register_filter("highlight_code", exporter.highlighter)
+    exporter.register_filter("filter_data_type", WidgetsDataTypeFilter(
+        notebook_metadata=exporter._nb_metadata, parent=exporter, resources=exporter._init_resources(None)))
+    exporter.register_filter("markdown2html", _remembered_markdown(exporter.markdown2html))
+    exporter.register_filter("clean_html", functools.lru_cache(maxsize=4096)(clean_html))
+    return exporter
+
+# %% ../nbs/27_report.ipynb #5b7c1e28
 def render_notebook(path) -> str:
     "The cells and outputs of the notebook at `path` as an HTML fragment (nbconvert's `basic` template)."
     import nbformat
-    from nbconvert import HTMLExporter
-    if not _EXPORTERS:
-        _EXPORTERS.append(HTMLExporter(template_name="basic"))
-    body, _ = _EXPORTERS[0].from_notebook_node(nbformat.read(str(path), as_version=4))
-    return body
+    notebook = nbformat.convert(nbformat.reader.reads(Path(path).read_text(encoding="utf-8")), 4)
+    return notebook_exporter().from_notebook_node(notebook)[0]
 
 # %% ../nbs/27_report.ipynb #89e5320f
 def notebook_css() -> str:
-    "The stylesheet of rendered notebooks: cell layout and Pygments' code colours."
+    "The stylesheet of rendered notebooks: cell layout for nbconvert's `basic` template and Pygments' code colours."
     from pygments.formatters import HtmlFormatter
-    layout = (".jp-Cell{margin:.8em 0}.jp-InputPrompt,.jp-OutputPrompt{display:none}"
-              ".jp-InputArea-editor{background:#f6f8fa;border:1px solid #e1e4e8;border-radius:4px;padding:.2em .6em}"
-              ".jp-OutputArea-output pre{background:#fff;padding:.2em .6em;margin:.2em 0}"
-              ".jp-OutputArea-output img{max-width:100%}.jp-RenderedHTMLCommon table{font-size:.9em}")
-    return layout + HtmlFormatter(style="default").get_style_defs(".highlight")
+    layout = (".notebook .cell{margin:.9em 0}.notebook .input,.notebook .output_area{display:flex}"
+              ".notebook .prompt{flex:0 0 7ch;color:#888;font:12px/1.9 ui-monospace,Menlo,Consolas,monospace;"
+              "text-align:right;padding-right:.6em;white-space:nowrap}.notebook .output_prompt{color:#b3261e}"
+              ".notebook .inner_cell,.notebook .output_subarea{flex:1;min-width:0}"
+              ".notebook .input_area{background:#f6f8fa;border:1px solid #e1e4e8;border-radius:4px}"
+              ".notebook .input_area pre{margin:0;padding:.4em .6em;overflow-x:auto}"
+              ".notebook pre{font:13px/1.4 ui-monospace,Menlo,Consolas,monospace;white-space:pre-wrap}"
+              ".notebook .output_subarea pre{margin:.3em 0;padding:0 .6em}"
+              ".notebook .output_stderr{background:#fff5f5}.notebook .output_error pre{color:#b3261e}"
+              ".notebook .output_subarea img{max-width:100%;height:auto}"
+              ".notebook .rendered_html table{font-size:.9em}.notebook .text_cell_render{padding:0 .2em}"
+              ".notebook .anchor-link{display:none}")
+    return layout + HtmlFormatter(style="default").get_style_defs(".notebook .highlight")
 
 # %% ../nbs/27_report.ipynb #b0da2c8d
-_VERSION = hashlib.sha256("".join([BASE_TEMPLATE, STYLE_CSS, APP_JS, INDEX_TEMPLATE, RUN_TEMPLATE, JOB_TEMPLATE,
+_RENDERING = "nbconvert basic template, tuned exporter 2"
+_VERSION = hashlib.sha256("".join([_RENDERING, BASE_TEMPLATE, STYLE_CSS, APP_JS, INDEX_TEMPLATE, RUN_TEMPLATE, JOB_TEMPLATE,
                                    REGISTRY_TEMPLATE, PIPELINE_TEMPLATE, DRIFT_TEMPLATE, SERVING_TEMPLATE,
                                    NOTEBOOK_TEMPLATE]).encode()).hexdigest()[:16]
 
@@ -418,11 +515,16 @@ def _digest(data) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _write_text(target: Path, text: str):
-    "Write `text` to `target` through a temporary file and a rename."
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(target.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
+def _write_text(target, text: str):
+    "Write `text` to `target` through a temporary file and a rename; its folder is made when missing."
+    temporary = f"{target}.tmp"
+    try:
+        handle = open(temporary, "w", encoding="utf-8")
+    except FileNotFoundError:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        handle = open(temporary, "w", encoding="utf-8")
+    with handle:
+        handle.write(text)
     os.replace(temporary, target)
 
 # %% ../nbs/27_report.ipynb #d6010407
@@ -448,13 +550,23 @@ class _Site:
         self.out = out
         state = _read_json(out / STATE_FILE, {})
         self.old = state.get("pages", {}) if state.get("version") == _VERSION else {}
-        self.new = {}
+        self.new, self.listed = {}, {}
         self.result = BuildResult(out)
+
+    def exists(self, name: str) -> bool:
+        "True when page `name` is in the site (each folder is listed once, not each page checked)."
+        folder, _, base = name.rpartition("/")
+        if folder not in self.listed:
+            try:
+                self.listed[folder] = set(os.listdir(self.out / folder))
+            except OSError:
+                self.listed[folder] = set()
+        return base in self.listed[folder]
 
     def needs(self, name: str, key_data) -> bool:
         "Record page `name`'s key; True when the page must be (re)written."
         self.new[name] = key = _digest(key_data)
-        if self.old.get(name) == key and (self.out / name).is_file():
+        if self.old.get(name) == key and self.exists(name):
             self.result.unchanged += 1
             return False
         return True
@@ -470,7 +582,8 @@ class _Site:
         for name in sorted(set(self.old) - set(self.new)):
             (self.out / name).unlink(missing_ok=True)
             self.result.removed.append(name)
-        _write_text(self.out / STATE_FILE, json.dumps({"version": _VERSION, "pages": self.new}))
+        if self.new != self.old:
+            _write_text(self.out / STATE_FILE, json.dumps({"version": _VERSION, "pages": self.new}))
 
 # %% ../nbs/27_report.ipynb #b7f5b301
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp")
@@ -534,56 +647,90 @@ def _run_sections(run: dict) -> list:
             ("Alerts", [[a.get("kind"), a.get("message")] for a in run.get("alerts") or []])]
 
 # %% ../nbs/27_report.ipynb #a1237622
-def _run_page(site: _Site, env, run: dict, known: set):
-    "Write the page of one run (when its content changed)."
+def _run_page_task(site: _Site, run: dict, known: set) -> tuple | None:
+    "The task that writes the page of one run (after `_notebook_task`), or None when its content did not change."
     lineage = [("Upstream", [(i, i in known) for i in run.get("upstream") or []]),
                ("Downstream", [(i, True) for i in run["downstream"]])]
-    notebook = (run["folder"] / "notebook.ipynb").is_file()
-    key = {k: v for k, v in run.items() if k != "folder"} | {"lineage": lineage, "notebook": notebook}
+    notebook = f"notebooks/{run['id']}.html" in site.new  # recorded by `_notebook_task` when there is a notebook
+    key = [run.get("report_key") or {k: v for k, v in run.items() if k != "folder"}, lineage, notebook]
+    if not site.needs(f"runs/{run['id']}.html", key):
+        return None
+    return (_write_run_page, run, lineage, notebook, str(site.out))
 
-    def render():
-        images, tables, files = _artifact_views(run, site.out, "../")
-        facts = [("started", run.get("started_at")), ("finished", run.get("finished_at")),
-                 ("seconds", run.get("duration_s")), ("outcome", run["values"].get("outcome")),
-                 ("reproduces", run.get("reproduces")), ("folder", str(run["folder"]))]
-        return env.get_template("run.html").render(
-            title=f"{run['job']} run {run['id']}", root="../", run=run, facts=[f for f in facts if f[1]],
-            notebook=notebook, sections=_run_sections(run), lineage=lineage, images=images, tables=tables,
-            files=files)
 
-    site.page(f"runs/{run['id']}.html", key, render)
+def _write_run_page(run: dict, lineage: list, notebook: bool, out: str) -> str:
+    "Write the page of one run into the site at `out`; returns the page's name."
+    images, tables, files = _artifact_views(run, Path(out), "../")
+    facts = [("started", run.get("started_at")), ("finished", run.get("finished_at")),
+             ("seconds", run.get("duration_s")), ("outcome", run["values"].get("outcome")),
+             ("reproduces", run.get("reproduces")), ("folder", str(run["folder"]))]
+    page = templates().get_template("run.html").render(
+        title=f"{run['job']} run {run['id']}", root="../", run=run, facts=[f for f in facts if f[1]],
+        notebook=notebook, sections=_run_sections(run), lineage=lineage, images=images, tables=tables, files=files)
+    _write_text(f"{out}/runs/{run['id']}.html", page)
+    return f"runs/{run['id']}.html"
 
 # %% ../nbs/27_report.ipynb #deadac04
-def _notebook_page(task: tuple) -> str:
-    "Render one notebook page; `task` is `(notebook path, run id, target path)`. Returns the page name."
-    path, run_id, target = task
+def _notebook_task(site: _Site, run: dict) -> tuple | None:
+    "The task that writes the notebook page of `run`, or None when it has no notebook or the notebook did not change."
+    path = run["folder"] / "notebook.ipynb"
+    try:
+        facts = path.stat()
+    except OSError:
+        return None
+    name = f"notebooks/{run['id']}.html"
+    if not site.needs(name, [facts.st_size, facts.st_mtime_ns]):
+        return None
+    return (_write_notebook_page, str(path), run["id"], str(site.out / name))
+
+
+def _write_notebook_page(path: str, run_id: str, target: str) -> str:
+    "Render the notebook at `path` into the page `target`; returns the page's name."
+    try:
+        body = render_notebook(path)
+    except Exception as error:  # a damaged notebook must not stop the build
+        body = f'<p class="failed">nbconvert could not render this notebook: {html.escape(str(error))}</p>'
     page = templates().get_template("notebook.html").render(title=f"Notebook of run {run_id}", root="../",
-                                                             run_id=run_id, body=render_notebook(path))
-    _write_text(Path(target), page)
+                                                             run_id=run_id, body=body)
+    _write_text(target, page)
     return f"notebooks/{run_id}.html"
 
+# %% ../nbs/27_report.ipynb #5b7c1e31
+_POOL_FROM = 40
 
-def _notebook_pages(site: _Site, runs: list, workers: int):
-    "Write the notebook pages whose notebook changed, in `workers` processes when there are many."
-    tasks = []
-    for run in runs:
-        path = run["folder"] / "notebook.ipynb"
-        name = f"notebooks/{run['id']}.html"
-        if path.is_file() and site.needs(name, [path.stat().st_size, path.stat().st_mtime_ns]):
-            tasks.append((str(path), run["id"], str(site.out / name)))
-    if workers > 1 and len(tasks) > 40:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            site.result.written += list(pool.map(_notebook_page, tasks, chunksize=32))
-    else:
-        site.result.written += [_notebook_page(task) for task in tasks]
+
+def _carry_out(task: tuple) -> str:
+    "Run one page task `(function, *arguments)`; returns the name of the page it wrote."
+    return task[0](*task[1:])
+
+
+def _write_pages(site: _Site, tasks: list, workers: int, meanwhile):
+    "Carry out `tasks`, in `workers` forked processes when there are many; call `meanwhile()` while they work."
+    if workers < 2 or len(tasks) < _POOL_FROM:
+        site.result.written += [_carry_out(task) for task in tasks]
+        meanwhile()
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    site.result.written.append(_carry_out(tasks[0]))
+    chunk = max(8, min(256, len(tasks) // (workers * 8)))
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        names = pool.map(_carry_out, tasks[1:], chunksize=chunk)
+        meanwhile()
+        site.result.written += list(names)
 
 # %% ../nbs/27_report.ipynb #81fe7746
+def _comparable(value):
+    "`value` as a set member: a scalar with its type (1, 1.0 and True differ), anything else as canonical JSON."
+    if isinstance(value, (str, int, float, bool, type(None))) and value == value:
+        return type(value).__name__, value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def _varying(runs: list) -> list:
     "Names of the parameters whose values differ between `runs`."
     names = sorted({name for run in runs for name in run.get("params") or {}})
-    return [n for n in names if len({json.dumps(r["params"].get(n), sort_keys=True) for r in runs}) > 1]
+    return [n for n in names if len({_comparable(r["params"].get(n)) for r in runs}) > 1]
 
 
 def _job_charts(runs: list, varying: list, metrics: list) -> list:
@@ -651,7 +798,8 @@ def _record_run_ids(record: dict) -> list:
 # %% ../nbs/27_report.ipynb #9aabc596
 def _drift_page(site: _Site, env, runs: list):
     "Write the drift page from the newest run with a `drift_report.csv` artifact."
-    monitors = [r for r in runs if (r["folder"] / "artifacts" / "drift_report.csv").is_file()]
+    listed = [r for r in runs if any(a.get("path") == "artifacts/drift_report.csv" for a in r.get("artifacts") or [])]
+    monitors = [r for r in listed if (r["folder"] / "artifacts" / "drift_report.csv").is_file()]
     latest = monitors[-1] if monitors else None
     key = [{k: r.get(k) for k in ("id", "metrics", "params", "artifacts")} for r in monitors]
 
@@ -723,15 +871,17 @@ def build_report(archive=None, out=None, workers: int | None = None) -> BuildRes
     for name, text in (("assets/style.css", STYLE_CSS), ("assets/app.js", APP_JS), ("assets/notebook.css", notebook_css())):
         site.page(name, text, lambda text=text: text)
     known = {run["id"] for run in runs}
-    for run in runs:
-        _run_page(site, env, run, known)
-    _notebook_pages(site, runs, workers or min(os.cpu_count() or 1, 4))
-    _job_pages(site, env, runs)
-    _registry_page(site, env, models)
-    _record_pages(site, env, pipelines + sweeps)
-    _drift_page(site, env, runs)
-    _serving_page(site, env, root)
-    _index_pages(site, env, runs, models, pipelines, sweeps)
+    tasks = [task for run in runs for task in (_notebook_task(site, run), _run_page_task(site, run, known)) if task]
+
+    def other_pages():
+        _job_pages(site, env, runs)
+        _registry_page(site, env, models)
+        _record_pages(site, env, pipelines + sweeps)
+        _drift_page(site, env, runs)
+        _serving_page(site, env, root)
+        _index_pages(site, env, runs, models, pipelines, sweeps)
+
+    _write_pages(site, tasks, workers or min(os.cpu_count() or 1, 4), other_pages)
     site.finish()
     site.result.seconds = time.perf_counter() - started
     return site.result

@@ -115,6 +115,10 @@ def test_runs_table_filters_sorts_and_links_lineage_and_notebook(site):
             page.click("#notebook")
             assert page.url.endswith(f"notebooks/{site['fit']}.html")
             assert page.eval_on_selector_all(".notebook img", "els => els.map(e => e.naturalWidth)")[0] > 0
+            # the stylesheet matches the classic class names of nbconvert's basic template
+            style = "e => getComputedStyle(e).backgroundColor"
+            assert page.eval_on_selector(".notebook .input_area", style) == "rgb(246, 248, 250)"
+            assert page.eval_on_selector(".notebook .highlight .kn", "e => getComputedStyle(e).color") != "rgb(34, 34, 34)"
             page.screenshot(path=str(site["shots"] / "notebook.png"), full_page=True)
             page.goto((site["root"] / "registry.html").as_uri())
             assert "first model" in page.inner_text(".timeline")
