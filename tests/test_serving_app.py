@@ -28,15 +28,16 @@ TOKEN = "test-token-1234"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def archived_run(archive: Archive, job: str, params: dict, upstream=(), files=None) -> str:
-    "Archive a succeeded run of `job` as the runner would: params, upstream, artifacts, the contract it was checked on."
+def archived_run(archive: Archive, job: str, params: dict, upstream=(), files=None, origin=None) -> str:
+    "Archive a succeeded run of `job` as the runner would: params, upstream, artifacts, contract, data origin."
     run_id = new_run_id()
     staging = archive.stage(run_id)
     (staging / "artifacts").mkdir(parents=True, exist_ok=True)
     for name, write in (files or {}).items():
         write(staging / "artifacts" / name)
     contract = {"file": "contracts/attempts.yaml", "sha256": sha256_file(REPO / "contracts" / "attempts.yaml")}
-    (staging / "values.json").write_text(json.dumps({"contract": contract}))
+    values = {"contract": contract, **({"data_origin": origin} if origin else {})}
+    (staging / "values.json").write_text(json.dumps(values))
     records = [file_record(p, f"artifacts/{p.name}") for p in sorted((staging / "artifacts").iterdir())]
     archive.commit(staging, {"id": run_id, "job": job, "status": "succeeded", "params": params,
                              "upstream": list(upstream), "artifacts": records, "project": str(REPO),
@@ -46,13 +47,15 @@ def archived_run(archive: Archive, job: str, params: dict, upstream=(), files=No
 
 def register_version(archive: Archive, seed: int, source_path=None) -> int:
     "Train a small EdTech model on generated data (ingest + train runs), register it; returns its version."
-    attempts = ingest(generate(80, seed=seed)).assign(split="train")
+    attempts = ingest(generate(80, seed=seed), generated=True).assign(split="train")
     model = build_model("logistic_regression", {"C": 0.5 + seed}).fit(attempts[FEATURES], attempts["passed"])
-    ingest_run = archived_run(archive, "ingest", {"source_path": source_path})
+    origin = "external" if source_path else "generated"  # as the ingest job records it
+    ingest_run = archived_run(archive, "ingest", {"source_path": source_path}, origin=origin)
     train_run = archived_run(archive, "train", {"data_run": ingest_run, "data_path": None}, [ingest_run],
                              {"model.skops": lambda path: save_model(model, path),
                               "modules.csv": lambda path: make_catalog().to_csv(path, index=False),
-                              "data.parquet": lambda path: attempts.to_parquet(path, index=False)})
+                              "data.parquet": lambda path: attempts.to_parquet(path, index=False)},
+                             origin="generated")
     return Registry(archive).register("edtech", archive.get_run(train_run)).version
 
 
@@ -85,7 +88,7 @@ def archive(tmp_path_factory):
 
 @pytest.fixture
 def client(archive, monkeypatch):
-    monkeypatch.setenv(PSEUDONYM_KEY_ENV, "a-test-secret")
+    monkeypatch.setenv(PSEUDONYM_KEY_ENV, "a-test-secret-0123456789")
     with TestClient(create_app("edtech@champion", archive=archive.root, token=TOKEN, max_body_bytes=50_000,
                                reload_interval=0.05)) as test_client:
         yield test_client
@@ -232,8 +235,8 @@ def test_refuses_to_start_without_key_on_real_data(tmp_path, monkeypatch):
     register_version(archive, seed=0, source_path="exports/fall.csv")
     with pytest.raises(UsageError, match="set MLKIT_PSEUDONYM_KEY"):
         create_app("edtech:1", archive=archive.root)
-    monkeypatch.setenv(PSEUDONYM_KEY_ENV, "a-real-secret")
-    assert create_app("edtech:1", archive=archive.root).state.mlkit.key == b"a-real-secret"
+    monkeypatch.setenv(PSEUDONYM_KEY_ENV, "a-real-secret-0123456789")
+    assert create_app("edtech:1", archive=archive.root).state.mlkit.key == b"a-real-secret-0123456789"
 
 
 def test_synthetic_model_serves_with_development_key(archive, monkeypatch):
@@ -244,7 +247,7 @@ def test_synthetic_model_serves_with_development_key(archive, monkeypatch):
 
 def test_monitor_reads_a_serving_window(tmp_path, monkeypatch):
     """Drifted traffic through the app, outcomes as feedback; the monitor job (a real run) alerts on the window."""
-    monkeypatch.setenv(PSEUDONYM_KEY_ENV, "a-test-secret")
+    monkeypatch.setenv(PSEUDONYM_KEY_ENV, "a-test-secret-0123456789")
     archive = make_served_archive(tmp_path, versions=1)
     traffic = json.loads(generate(120, seed=21, drift=1.0).drop(columns=["student_name", "student_email"])
                          .to_json(orient="records"))
@@ -274,7 +277,7 @@ def test_openapi_fuzzing(archive, monkeypatch):
     from hypothesis import HealthCheck, given, settings
     from schemathesis.specs.openapi import checks
 
-    monkeypatch.setenv(PSEUDONYM_KEY_ENV, "a-test-secret")
+    monkeypatch.setenv(PSEUDONYM_KEY_ENV, "a-test-secret-0123456789")
     app = create_app("edtech:1", archive=archive.root, max_body_bytes=50_000)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]

@@ -18,20 +18,13 @@ from pydantic import BaseModel, Field
 from ..archive import Archive
 from .data import FEATURES, make_catalog
 from .recommend import next_modules, student_profile
+from ..registry import data_generated_by_mlkit
 from ..serving import ERROR_RESPONSES, RequestError, ServingState
 
 # %% ../../nbs/edtech/65_serving.ipynb #508275e8
 def synthetic_data(run) -> bool:
-    "True when train run `run` learned from generated data: no data file, directly or through its ingest run."
-    params = run.manifest.get("params") or {}
-    if params.get("data_path"):
-        return False
-    if not params.get("data_run"):
-        return run.manifest.get("job") == "train"
-    archive = Archive(run.path.parents[1])
-    ingests = [archive.get_run(upstream) for upstream in run.manifest.get("upstream") or []]
-    ingests = [found for found in ingests if found.job == "ingest"]
-    return bool(ingests) and all(not (found.manifest.get("params") or {}).get("source_path") for found in ingests)
+    "True when run `run` learned only from data mlkit generated (every `data_origin` in its lineage)."
+    return data_generated_by_mlkit(run, Archive(run.path.parents[1]))
 
 # %% ../../nbs/edtech/65_serving.ipynb #01a37f1a
 class RecommendRequest(BaseModel):
