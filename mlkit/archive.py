@@ -485,6 +485,23 @@ def _move_aside(path: Path) -> Path:
             os.replace(companion, Path(f"{target}{suffix}"))
     return target
 
+# %% ../nbs/05_archive.ipynb #28495e43
+def _check_writable(root: Path, action: str):
+    "A `UsageError` when the archive at `root` is read-only, saying it cannot `action`."
+    if not writable(root):
+        raise UsageError(f"archive {root} is read-only: cannot {action}")
+
+
+def _reindex(root: Path) -> int:
+    "Rebuild the index at `root` from its run folders, moving a damaged index file aside first."
+    _check_writable(root, "rebuild its index")
+    try:
+        return _rebuild_index(root)
+    except IndexDamagedError:
+        moved = _move_aside(root / INDEX_FILE)
+        _notice(f"the run index was damaged; moved it aside to {moved.name}")
+        return _rebuild_index(root)
+
 # %% ../nbs/05_archive.ipynb #bdcec635
 class Archive:
     "A run archive rooted at a folder: staging, atomic commits, the SQLite index."
@@ -503,14 +520,9 @@ class Archive:
         "A connection to the index (created on first use), in WAL mode with a busy timeout."
         return _open_index(self.root)
 
-    def check_writable(self, action: str):
-        "A `UsageError` when the archive is read-only, saying it cannot `action`."
-        if not writable(self.root):
-            raise UsageError(f"archive {self.root} is read-only: cannot {action}")
-
     def stage(self, run_id: str) -> Path:
         "A fresh staging folder for run `run_id`, owned by this process."
-        self.check_writable(f"archive run {run_id}")
+        _check_writable(self.root, f"archive run {run_id}")
         folder = self.root / STAGING_DIR / f"{run_id}.{os.getpid()}"
         if folder.exists():
             shutil.rmtree(folder)
@@ -542,13 +554,7 @@ class Archive:
 
     def reindex(self) -> int:
         "Rebuild the index from the run folders (a damaged index file is moved aside); returns the runs indexed."
-        self.check_writable("rebuild its index")
-        try:
-            return _rebuild_index(self.root)
-        except IndexDamagedError:
-            moved = _move_aside(self.index_path)
-            _notice(f"the run index was damaged; moved it aside to {moved.name}")
-            return _rebuild_index(self.root)
+        return _reindex(self.root)
 
     def list_runs(self, job=None, status=None, limit=None) -> list:
         "Archived runs, oldest first, optionally of one job and/or status (`damaged` runs only when asked)."
@@ -582,7 +588,7 @@ def check_manifests(archive, found: list, everything: bool) -> list:
     "Run folders whose manifest is damaged."
     return [(folder.name, f"{folder.parent.name}/{folder.name}: {problem}") for _, folder, problem in found if problem]
 
-
+# %% ../nbs/05_archive.ipynb #695ef8e0
 def check_files(archive, found: list, everything: bool) -> list:
     "Artifacts, the source notebook and the executed notebook of each sound run: present, with their sha256."
     problems = []
@@ -613,7 +619,7 @@ def check_index(archive, found: list, everything: bool) -> list:
     stale = [(run_id, path) for run_id, (status, path) in rows.items() if everything and path not in on_disk]
     return problems + [(run_id, f"the index lists {path}, which is gone (`mlkit runs reindex`)") for run_id, path in stale]
 
-
+# %% ../nbs/05_archive.ipynb #6cbfd146
 def check_models(archive, found: list, everything: bool) -> list:
     "Registered model versions (`registry/<name>/v<N>.json`) whose run or model file is missing or changed."
     folders = {folder.name: folder for _, folder, problem in (found if not everything else _manifests_on_disk(archive.root))}
