@@ -273,8 +273,8 @@ def _notice(message: str):
     print(f"mlkit: {message}", file=sys.stderr, flush=True)
 
 
-def _migrate(connection: sqlite3.Connection, root: Path):
-    "Create the index, or rebuild it from the run folders in `root` when it is missing or older."
+def _migrate(connection: sqlite3.Connection, root: Path, quiet: bool = False):
+    "Create the index, or rebuild it from the run folders in `root` when it is missing or older (`quiet`: no notice)."
     connection.execute("BEGIN IMMEDIATE")
     version = connection.execute("PRAGMA user_version").fetchone()[0]
     if version == INDEX_VERSION:
@@ -287,7 +287,7 @@ def _migrate(connection: sqlite3.Connection, root: Path):
     connection.executemany(_INSERT, [_index_row(manifest, folder, root, problem) for manifest, folder, problem in found])
     connection.execute(f"PRAGMA user_version = {INDEX_VERSION}")
     connection.execute("COMMIT")
-    if found:
+    if found and not quiet:
         damaged = sum(1 for manifest, folder, problem in found if problem)
         why = "was missing" if version == 0 else "was written by an older mlkit"
         _notice(f"the run index {why}; rebuilt it from {len(found)} run folders in {root}"
@@ -335,8 +335,8 @@ def _read_only_index(root: Path) -> sqlite3.Connection:
     return memory
 
 # %% ../nbs/05_archive.ipynb #a5c0de43
-def _open_index(root: Path) -> sqlite3.Connection:
-    "A connection to the index of the archive at `root` (created on first use), in WAL mode, waiting when busy."
+def _open_index(root: Path, quiet: bool = False) -> sqlite3.Connection:
+    "A connection to the index of the archive at `root` (created on first use, noticed unless `quiet`), in WAL mode."
     if not writable(root):
         return _read_only_index(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -347,7 +347,7 @@ def _open_index(root: Path) -> sqlite3.Connection:
             if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 connection.execute("PRAGMA journal_mode = WAL")
             if connection.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
-                _migrate(connection, root)
+                _migrate(connection, root, quiet)
     except BaseException:
         connection.close()
         raise
@@ -356,7 +356,7 @@ def _open_index(root: Path) -> sqlite3.Connection:
 # %% ../nbs/05_archive.ipynb #a5c0de47
 def _write_index(root: Path, rows: list, replace_all: bool = False):
     "Insert or replace `rows` in the index at `root` in one transaction (emptied first when `replace_all`)."
-    connection = _open_index(root)
+    connection = _open_index(root, quiet=True)  # a writer creating the index is no news
     try:
         with _index_errors(root):
             connection.execute("BEGIN IMMEDIATE")
@@ -461,7 +461,7 @@ def _sweep_staging(staging_root: Path) -> list:
 def _rebuild_index(root: Path) -> int:
     "Replace the runs of the index at `root` with those in its run folders; returns the sound runs indexed."
     found = _manifests_on_disk(root)
-    connection = _open_index(root)
+    connection = _open_index(root, quiet=True)
     try:
         with _index_errors(root):
             connection.execute("BEGIN IMMEDIATE")
