@@ -3,7 +3,9 @@
 Two notebooks: a trivial one (kernel start-up dominates) and a small scikit-learn one. For each, the papermill
 loop (plain CLI, then with the import fix mlkit's own command applies, see bench_run.py: the like-for-like figure) and `mlkit sweep --max-workers N` (N = 1, 2, 4, ... up to the number of cores) run the same points, in one
 run of this script; it prints seconds, points per second and the ratio mlkit / papermill. Every mlkit sweep uses
-`--force`, so every point really executes. Usage: python bench/bench_sweep.py [POINTS]
+`--force`, so every point really executes. Each mlkit line is followed by the same sweep with kernel
+launch-ahead turned off (through the Python API), to show what starting the next kernel early buys.
+Usage: python bench/bench_sweep.py [POINTS]
 """
 
 import os
@@ -41,6 +43,17 @@ def write_notebook(path: Path, parameters: str, body: str) -> Path:
     return path
 
 
+NO_LAUNCH_AHEAD = """
+import sys
+import mlkit
+from mlkit.executors import LocalExecutor
+job, points, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with LocalExecutor(workers, launch_ahead=False) as pool:
+    result = mlkit.sweep(job, grid={"x": list(range(1, points + 1))}, executor=pool, force=True)
+assert not result.failed
+"""
+
+
 def timed(commands: list, cwd: Path) -> float:
     """Seconds the `commands`, run one after the other, take; each must succeed."""
     began = time.perf_counter()
@@ -75,6 +88,10 @@ def bench(root: Path, job: str, points: int) -> None:
         seconds = timed([sweep], root)
         print(f"{job}: {points} points   mlkit sweep x{workers:<3}  {seconds:6.2f} s  {points / seconds:5.2f} points/s"
               f"   ratio {seconds / papermill:5.2f}x  (vs papermill+fix {seconds / papermill_fixed:5.2f}x)")
+        cold = [sys.executable, "-c", NO_LAUNCH_AHEAD, job, str(points), str(workers)]
+        cold_seconds = timed([cold], root)
+        print(f"{job}: {points} points   ... without launch-ahead  {cold_seconds:6.2f} s"
+              f"   launch-ahead saves {1 - seconds / cold_seconds:4.0%}")
 
 
 def main(points: int = 16) -> None:

@@ -74,7 +74,7 @@ def iso(moment: datetime) -> str:
 
 # %% ../nbs/05_archive.ipynb #a5c0de15
 _JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
-RESERVED_NAMES = ("registry", "pipelines", "sweeps")  # folders of the archive that are not jobs
+RESERVED_NAMES = ("registry", "pipelines", "sweeps", "objects")  # folders of the archive that are not jobs
 
 
 def check_job_name(name: str) -> str:
@@ -257,7 +257,7 @@ def _real_dir(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink()
 
 
-def _manifests_on_disk(root: Path, prefix: str = "") -> list:
+def _inspect_run_folders(root: Path, prefix: str = "") -> list:
     "`(manifest or None, folder, problem or None)` of every run folder in the archive at `root`."
     return [_inspected(folder) for folder in _run_folders(root, prefix)]
 
@@ -266,6 +266,11 @@ def _inspected(folder: Path) -> tuple:
     "`(manifest, folder, problem)` of one run folder."
     manifest, problem = inspect_manifest(folder)
     return manifest, folder, problem
+
+
+def _manifests_on_disk(root: Path) -> list:
+    "`(manifest, folder)` of every sound run folder in the archive at `root` (damaged ones left out)."
+    return [(manifest, folder) for manifest, folder, problem in _inspect_run_folders(root) if not problem]
 
 # %% ../nbs/05_archive.ipynb #a5c0de39
 def _notice(message: str):
@@ -283,7 +288,7 @@ def _migrate(connection: sqlite3.Connection, root: Path, quiet: bool = False):
     connection.execute("DROP TABLE IF EXISTS runs")
     for statement in _RUNS_TABLE:
         connection.execute(statement)
-    found = _manifests_on_disk(root)
+    found = _inspect_run_folders(root)
     connection.executemany(_INSERT, [_index_row(manifest, folder, root, problem) for manifest, folder, problem in found])
     connection.execute(f"PRAGMA user_version = {INDEX_VERSION}")
     connection.execute("COMMIT")
@@ -416,7 +421,7 @@ def _runs_with_prefix(root: Path, reference: str) -> list:
     rows = _read_index(root, query, (reference, reference + "\uffff")) if root.is_dir() else []
     runs = [_run_from_row(root, row) for row in rows]
     if not runs:
-        runs = [_folder_run(*found) for found in _manifests_on_disk(root, reference)]
+        runs = [_folder_run(*found) for found in _inspect_run_folders(root, reference)]
     return runs
 
 # %% ../nbs/05_archive.ipynb #a5c0de64
@@ -460,7 +465,7 @@ def _sweep_staging(staging_root: Path) -> list:
 # %% ../nbs/05_archive.ipynb #5286f4ea
 def _rebuild_index(root: Path) -> int:
     "Replace the runs of the index at `root` with those in its run folders; returns the sound runs indexed."
-    found = _manifests_on_disk(root)
+    found = _inspect_run_folders(root)
     connection = _open_index(root, quiet=True)
     try:
         with _index_errors(root):
@@ -622,7 +627,7 @@ def check_index(archive, found: list, everything: bool) -> list:
 # %% ../nbs/05_archive.ipynb #6cbfd146
 def check_models(archive, found: list, everything: bool) -> list:
     "Registered model versions (`registry/<name>/v<N>.json`) whose run or model file is missing or changed."
-    folders = {folder.name: folder for _, folder, problem in (found if not everything else _manifests_on_disk(archive.root))}
+    folders = {folder.name: folder for _, folder, problem in (found if not everything else _inspect_run_folders(archive.root))}
     problems = []
     for path in sorted((archive.root / "registry").glob("*/v*.json")):
         entry = read_json(path)
@@ -642,7 +647,7 @@ VERIFY_CHECKS = {"manifest": "mlkit.archive:check_manifests", "files": "mlkit.ar
 def verify(archive, reference=None) -> list:
     "Problems in `archive` (or in run `reference` only), as `{check, run, problem}`; empty when all is sound."
     if reference is None:
-        found = _manifests_on_disk(archive.root)
+        found = _inspect_run_folders(archive.root)
     else:
         found = [_inspected(archive.get_run(reference).path)]
     problems = []

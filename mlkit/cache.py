@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from .archive import Archive, Run, read_manifest
-from .fingerprint import library_sha256, sha256_file
+from .fingerprint import library_sha256
 from .normalize import source_sha256
 from .record import dump_json
 
@@ -92,14 +92,15 @@ def cache_enabled(project_settings: dict, job_settings: dict) -> bool:
     return bool(project_settings.get("cache", True))
 
 # %% ../nbs/08_cache.ipynb #3579e1c5
-def current_inputs(inputs: list) -> list | None:
-    "The recorded `inputs` re-hashed now; None when one is missing (the run cannot be a hit)."
+def current_inputs(inputs: list, state=None) -> list | None:
+    "The recorded `inputs` re-hashed now (through state table `state`); None when one is missing (no hit)."
+    from mlkit.snapshots import current_sha256
     current = []
     for record in inputs:
-        path = Path(record["path"])
-        if not path.is_file():
+        now = current_sha256(record, state)
+        if now is None:
             return None
-        current.append({"path": record["path"], "sha256": sha256_file(path)})
+        current.append({"path": record["path"], "sha256": now})
     return current
 
 # %% ../nbs/08_cache.ipynb #8c0a1e30
@@ -117,16 +118,21 @@ def _candidate_folders(archive: Archive, job: str, base: str, limit: int) -> lis
 # %% ../nbs/08_cache.ipynb #8c0a1e32
 def find_cached(archive: Archive, job: str, base: str, limit: int = 20) -> Run | None:
     "The newest succeeded run of `job` with cache base `base` whose inputs are unchanged, if any."
+    from mlkit.objects import open_state
     if not archive.root.is_dir():  # a missing index is rebuilt from the run folders on first use
         return None
-    for folder in _candidate_folders(archive, job, base, limit):
-        try:
-            manifest = read_manifest(folder)
-        except Exception:
-            continue
-        inputs = current_inputs(manifest.get("inputs", []))
-        if inputs is not None and cache_key(base, inputs) == manifest.get("cache_key"):
-            hit = Run(folder, manifest=manifest)
-            hit.cached = True
-            return hit
+    state = open_state(archive.root)
+    try:
+        for folder in _candidate_folders(archive, job, base, limit):
+            try:
+                manifest = read_manifest(folder)
+            except Exception:
+                continue
+            inputs = current_inputs(manifest.get("inputs", []), state)
+            if inputs is not None and cache_key(base, inputs) == manifest.get("cache_key"):
+                hit = Run(folder, manifest=manifest)
+                hit.cached = True
+                return hit
+    finally:
+        state.close()
     return None

@@ -50,7 +50,7 @@ def command_group(commands, name: str, help: str):
 
 # %% ../nbs/31_cli.ipynb #a7c1d021
 COMMAND_MODULES = ["mlkit.cli_runs", "mlkit.cli_pipeline", "mlkit.cli_models", "mlkit.cli_contract",
-                   "mlkit.cli_sweep", "mlkit.cli_report"]
+                   "mlkit.cli_sweep", "mlkit.cli_report", "mlkit.cli_data"]
 COMMANDS_ENTRY_POINTS = "mlkit.commands"
 
 

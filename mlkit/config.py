@@ -60,9 +60,10 @@ def read_tool_settings(pyproject: Path) -> dict | None:
     settings = data.get("tool", {}).get("mlkit")
     if settings is None:
         return None
-    unknown = sorted(set(settings) - set(DEFAULTS) - {"cache"})
+    known = [*sorted(DEFAULTS), "cache", "snapshot_limit", "snapshots"]
+    unknown = sorted(set(settings) - set(known))
     if unknown:
-        raise UsageError(f"{pyproject}: unknown [tool.mlkit] keys {unknown}; known: {[*sorted(DEFAULTS), 'cache']}")
+        raise UsageError(f"{pyproject}: unknown [tool.mlkit] keys {unknown}; known: {known}")
     return settings
 
 # %% ../nbs/01_config.ipynb #c0f2000e

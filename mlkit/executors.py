@@ -11,6 +11,7 @@ __all__ = ['EXECUTORS', 'PointTask', 'find_marked_run', 'execute_point', 'index_
 # %% ../nbs/23_executors.ipynb #df444624
 import concurrent.futures
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 from .archive import MANIFEST_FILE, Archive, Run, new_run_id, read_manifest
 from .cache import cache_enabled, find_cached
 from .errors import UsageError
-from .runner import PreparedJob, execute, job_cache_base, prepare
+from .runner import PreparedJob, discard_launched, execute, job_cache_base, launch_ahead, prepare
 
 # %% ../nbs/23_executors.ipynb #cd058f6a
 @dataclass
@@ -47,14 +48,16 @@ def find_marked_run(archive: Archive, job: str, mark: str, value, not_before: st
     return None
 
 # %% ../nbs/23_executors.ipynb #15b4aa39
-def execute_point(task: PointTask) -> dict:
+def execute_point(task: PointTask, launched=None) -> dict:
     "Execute `task` (unless an attempt already archived it) without indexing; `{manifest, path, reused}`."
     archive = Archive(task.archive_root)
     if task.mark:
         found = find_marked_run(archive, task.job.job, task.mark, task.extra.get(task.mark), task.not_before)
         if found is not None:
+            if launched is not None:
+                discard_launched(launched, archive)
             return {"manifest": read_manifest(found), "path": str(found), "reused": True}
-    done = execute(task.job, archive, timeout=task.timeout, extra=task.extra, index=False)
+    done = execute(task.job, archive, timeout=task.timeout, extra=task.extra, index=False, launched=launched)
     return {"manifest": done.manifest, "path": str(done.path), "reused": False}
 
 # %% ../nbs/23_executors.ipynb #6024e1ed
@@ -77,12 +80,42 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, max_workers: int | None = None):
+    def __init__(self, max_workers: int | None = None, launch_ahead: bool = True):
         self.max_workers = _worker_count(max_workers)
+        self.launch_ahead = launch_ahead
         self._pool = concurrent.futures.ThreadPoolExecutor(self.max_workers, thread_name_prefix="mlkit-job")
+        self._lock = threading.Lock()
+        self._waiting = []  # tasks submitted and not started, in order
+        self._launched = {}  # id(task) -> the LaunchedKernel waiting for it
+        self._running = 0
 
     def submit(self, task: PointTask):
-        return self._pool.submit(execute_point, task)
+        with self._lock:
+            self._waiting.append(task)
+            if self._running >= self.max_workers:  # it will wait: its kernel can boot meanwhile
+                self._launch_next()
+        return self._pool.submit(self._execute, task)
+
+    def _execute(self, task: PointTask) -> dict:
+        with self._lock:
+            self._waiting.remove(task)
+            self._running += 1
+            launched = self._launched.pop(id(task), None)
+            self._launch_next()
+        try:
+            return execute_point(task, launched)
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def _launch_next(self):
+        following = next((t for t in self._waiting if id(t) not in self._launched), None)
+        if not self.launch_ahead or following is None or len(self._launched) >= self.max_workers:
+            return
+        try:
+            self._launched[id(following)] = launch_ahead(following.job, Archive(following.archive_root))
+        except Exception:  # the task itself will meet (and report) the same problem when it runs
+            pass
 
     def wait(self, futures, timeout: float | None = None) -> set:
         done, _ = concurrent.futures.wait(futures, timeout, return_when=concurrent.futures.FIRST_COMPLETED)
@@ -90,6 +123,12 @@ class LocalExecutor:
 
     def close(self):
         self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            for task in self._waiting:
+                unused = self._launched.pop(id(task), None)
+                if unused is not None:
+                    discard_launched(unused, Archive(task.archive_root))
+            self._waiting.clear()
 
     def __enter__(self):
         return self

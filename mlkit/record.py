@@ -19,8 +19,6 @@ import re
 import shutil
 from pathlib import Path
 
-from .fingerprint import file_record
-
 # %% ../nbs/04_record.ipynb #cc7ce87f
 RUN_DIR_ENV = "MLKIT_RUN_DIR"
 _scratch_announced = []
@@ -239,14 +237,12 @@ def log_artifact(path, name: str | None = None) -> Path:
     return ArtifactPath(target)
 
 # %% ../nbs/04_record.ipynb #5c0a7e33
-def log_input(path):
-    "Declare that the job reads the data file at `path`: its sha256 and size are recorded. Returns `path`."
-    source = Path(path)
-    if not source.is_file():
-        raise FileNotFoundError(f"input {str(path)!r} is not a file")
-    record = file_record(source.resolve())
+def log_input(path, snapshot: bool = True):
+    "Declare that the job reads the file or folder at `path` (hashed, and snapshotted under the runner); the path to read."
+    from mlkit.snapshots import declare_input
+    record, readable = declare_input(path, snapshot=snapshot)
     _append({"kind": "input", **record}, run_dir())
-    return path
+    return readable
 
 # %% ../nbs/04_record.ipynb #5c0a7e37
 def recorded_inputs(folder) -> list:
@@ -254,7 +250,7 @@ def recorded_inputs(folder) -> list:
     latest = {}
     for record in read_records(folder):
         if record["kind"] == "input":
-            latest[record["path"]] = {k: record[k] for k in ("path", "sha256", "bytes")}
+            latest[record["path"]] = {k: value for k, value in record.items() if k != "kind"}
     return list(latest.values())
 
 # %% ../nbs/04_record.ipynb #f389a152

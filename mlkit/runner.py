@@ -6,8 +6,8 @@ Docs: https://mlkit-dev.github.io/mlkit/runner.html.md"""
 
 # %% auto #0
 __all__ = ['HEADLESS_BACKEND', 'read_notebook_bytes', 'job_settings', 'PreparedJob', 'prepare', 'JobInterrupted', 'interruptible',
-           'Attempt', 'execute_once', 'job_cache_base', 'build_manifest', 'DiskFullError', 'disk_full_guard', 'execute',
-           'run']
+           'Attempt', 'execute_once', 'LaunchedKernel', 'launch_ahead', 'discard_launched', 'job_cache_base',
+           'build_manifest', 'DiskFullError', 'disk_full_guard', 'execute', 'run']
 
 # %% ../nbs/09_runner.ipynb #b004e3d6
 import errno
@@ -34,6 +34,7 @@ from .params import (NotebookParameters, ParamSource, declared_parameters, effec
                           load_params_file, load_yaml_mapping, resolve_parameters)
 from .record import (RUN_DIR_ENV, read_json, recorded_alerts, recorded_inputs, recorded_upstream,
                           uncacheable_reasons)
+from .snapshots import snapshot_env, store_environment
 
 # %% ../nbs/09_runner.ipynb #0004722d
 def read_notebook_bytes(path: Path) -> tuple:
@@ -102,6 +103,7 @@ class PreparedJob:
     kernel_name: str
     cwd: Path
     settings: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict)  # more kernel environment (a reproduction's restored inputs)
 
 # %% ../nbs/09_runner.ipynb #9e1a0b21
 def prepare(job, params=None, *, param_files=(), yaml_text=None, cli_params=(), kernel=None, cwd=None,
@@ -201,7 +203,8 @@ HEADLESS_BACKEND = "module://matplotlib_inline.backend_inline"
 def _kernel_env(job: PreparedJob, staging: Path, run_id: str, archive_root: Path) -> dict:
     "The kernel's environment: this process's, plus where the run records and is archived, and a headless backend."
     return {**os.environ, RUN_DIR_ENV: str(staging), "MLKIT_RUN_ID": run_id, "MLKIT_JOB": job.job,
-            ARCHIVE_ENV: str(archive_root), "MPLBACKEND": HEADLESS_BACKEND}
+            ARCHIVE_ENV: str(archive_root), "MPLBACKEND": HEADLESS_BACKEND,
+            **snapshot_env(job.project.settings, job.settings), **job.env}
 
 # %% ../nbs/09_runner.ipynb #9e1a0c16
 def _launch_kernel(manager, job: PreparedJob, env: dict, staging: Path):
@@ -298,13 +301,16 @@ def _conclude(attempt: Attempt, nb, stop: tuple | None, output: Path) -> Attempt
 
 # %% ../nbs/09_runner.ipynb #a9b62eb1
 def execute_once(job: PreparedJob, staging: Path, run_id: str, deadline: float | None, state: dict,
-                 archive_root: Path, timeout: float | None = None) -> Attempt:
-    "Execute the job's notebook once in a fresh kernel, writing the executed notebook into `staging`."
+                 archive_root: Path, timeout: float | None = None, launched=None) -> Attempt:
+    "Execute the job's notebook once in a fresh kernel (or the `LaunchedKernel` started for it), into `staging`."
     from mlkit import kernels
 
-    manager = kernels.kernel_manager(job.kernel_name)
+    if launched is None:
+        manager = kernels.kernel_manager(job.kernel_name)
+        kernel_log = _launch_kernel(manager, job, _kernel_env(job, staging, run_id, archive_root), staging)
+    else:
+        manager, kernel_log = launched.manager, launched.log_file
     attempt = Attempt(status="failed", kernel=kernels.kernel_description(manager))
-    kernel_log = _launch_kernel(manager, job, _kernel_env(job, staging, run_id, archive_root), staging)
     nb_manager, stop = None, None
     try:
         state["executing"] = True
@@ -322,6 +328,40 @@ def execute_once(job: PreparedJob, staging: Path, run_id: str, deadline: float |
         kernels.stop_kernel(manager)
         kernel_log.close()
     return _conclude(attempt, nb_manager.nb if nb_manager is not None else None, stop, staging / "notebook.ipynb")
+
+# %% ../nbs/09_runner.ipynb #1a7e0002
+@dataclass
+class LaunchedKernel:
+    "A kernel started ahead for a run: the run's id, its staging folder, the kernel manager and its log file."
+
+    run_id: str
+    staging: Path
+    manager: object
+    log_file: object
+
+# %% ../nbs/09_runner.ipynb #1a7e0003
+def launch_ahead(job: PreparedJob, archive: Archive) -> LaunchedKernel:
+    "Stage a run of `job` in `archive` and start its kernel, without waiting for the kernel to boot."
+    from mlkit import kernels
+    manager = kernels.kernel_manager(job.kernel_name)
+    run_id = new_run_id()
+    staging = _stage_source(archive, run_id, job)
+    try:
+        log_file = _launch_kernel(manager, job, _kernel_env(job, staging, run_id, archive.root), staging)
+    except BaseException:
+        archive.discard(staging)
+        raise
+    return LaunchedKernel(run_id, staging, manager, log_file)
+
+# %% ../nbs/09_runner.ipynb #1a7e0004
+def discard_launched(launched: LaunchedKernel, archive: Archive):
+    "Stop a kernel launched ahead that will not run its job, and remove its staging folder."
+    from mlkit import kernels
+    try:
+        kernels.stop_kernel(launched.manager)
+    finally:
+        launched.log_file.close()
+        archive.discard(launched.staging)
 
 # %% ../nbs/09_runner.ipynb #b16cfe38
 def _shown_path(path: Path, root: Path) -> str:
@@ -387,25 +427,27 @@ def build_manifest(job: PreparedJob, run_id: str, staging: Path, attempt: Attemp
     return _merge_extra(manifest, extra)
 
 # %% ../nbs/09_runner.ipynb #9e1a0b87
-def _gather_facts(project_root: Path, facts: dict):
-    "Fill `facts` with the git state and environment (run in a thread while the kernel works)."
+def _gather_facts(project_root: Path, facts: dict, archive_root: Path | None = None, kernel_name: str | None = None):
+    "Fill `facts` with the git state and environment, the kernel's package set stored in `archive_root` (a thread's work)."
     facts["git"] = git_state(project_root)
     facts["environment"] = environment()
+    if archive_root is not None:
+        facts["environment"] = {**facts["environment"], "lock": store_environment(archive_root, kernel_name)}
 
 # %% ../nbs/09_runner.ipynb #9e1a0b93
 def _execute_with_retry(job: PreparedJob, archive: Archive, run_id: str, deadline, state: dict, timeout,
-                        announce) -> tuple:
+                        announce, launched=None) -> tuple:
     "`(staging, attempt, retries)`: execute once, and once more in a fresh staging folder if the kernel died."
     retries = 0
     while True:
-        staging = _stage_source(archive, run_id, job)
+        staging = launched.staging if launched is not None else _stage_source(archive, run_id, job)
         try:
-            attempt = execute_once(job, staging, run_id, deadline, state, archive.root, timeout)
+            attempt = execute_once(job, staging, run_id, deadline, state, archive.root, timeout, launched)
         except BaseException:
             archive.discard(staging)
             raise
         if attempt.dead_kernel and retries == 0 and (deadline is None or time.monotonic() < deadline):
-            retries += 1
+            retries, launched = 1, None
             archive.discard(staging)
             if announce:
                 announce(f"the kernel died ({attempt.error['evalue']}); retrying once")
@@ -446,15 +488,16 @@ def disk_full_guard(archive: Archive, run_id: str):
 
 # %% ../nbs/09_runner.ipynb #ecf0ca47
 def execute(job: PreparedJob, archive: Archive, timeout: float | None = None, extra: dict | None = None,
-            announce=None, index: bool = True) -> Run:
+            announce=None, index: bool = True, launched=None) -> Run:
     "Execute a prepared job and commit it to `archive` (indexed unless not `index`); returns the archived `Run`."
     if timeout is not None and timeout <= 0:
         raise UsageError(f"timeout must be a positive number of seconds, got {timeout}")
     if index:  # a worker of a cluster must not judge other machines' staging folders by their process ids
         archive.sweep_staging()
-    run_id = new_run_id()
+    run_id = launched.run_id if launched is not None else new_run_id()
     facts = {}
-    gatherer = threading.Thread(target=_gather_facts, args=(job.project.root, facts), daemon=True)
+    gatherer = threading.Thread(target=_gather_facts, args=(job.project.root, facts, archive.root, job.kernel_name),
+                                daemon=True)
     gatherer.start()
     started = utc_now()
     deadline = time.monotonic() + timeout if timeout else None
@@ -462,7 +505,8 @@ def execute(job: PreparedJob, archive: Archive, timeout: float | None = None, ex
     if announce:
         announce(f"running {job.job} as run {run_id} (kernel {job.kernel_name})")
     with interruptible(state), disk_full_guard(archive, run_id):
-        staging, attempt, retries = _execute_with_retry(job, archive, run_id, deadline, state, timeout, announce)
+        staging, attempt, retries = _execute_with_retry(job, archive, run_id, deadline, state, timeout, announce,
+                                                        launched)
         _write_run_files(job, staging)
         gatherer.join()
         manifest = build_manifest(job, run_id, staging, attempt, started, utc_now(), retries, facts, extra)

@@ -343,11 +343,11 @@ def _run_points(prepared, points, store, pool, metric, goal, force, timeout, ann
         announce(f"sweep {sweep_id}: {len(points)} points of {result.job}, {len(points) - len(to_run)} cached, "
                  f"{len(to_run)} to run on {pool.max_workers} {pool.name} workers")
     futures = {}
-    for number in to_run:
-        task = PointTask(prepared[number], str(store.root), {"sweep": {"id": sweep_id, "point": number}}, "sweep",
-                         not_before=sweep_id[:19], timeout=timeout)
-        futures[pool.submit(task)] = number
     try:
+        for number in to_run:
+            task = PointTask(prepared[number], str(store.root), {"sweep": {"id": sweep_id, "point": number}},
+                             "sweep", not_before=sweep_id[:19], timeout=timeout)
+            futures[pool.submit(task)] = number
         _collect(pool, futures, results, store, report)
     except KeyboardInterrupt:
         _wind_down(pool, futures, results, store, report, announce)

@@ -28,6 +28,9 @@ def test_reproduce_nondeterministic_job_fails_with_a_readable_diff(project):
 
 
 def test_reproduce_reports_missing_and_changed_inputs(project):
+    # Without snapshots (project opt-out), the job reads what is there now (tests/test_snapshots.py: with them).
+    pyproject = project.root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + "snapshots = false\n")
     data = project.root / "data.csv"
     data.write_text("1\n2\n")
     project.job("reads", f"path = {str(data)!r}",
@@ -35,10 +38,10 @@ def test_reproduce_reports_missing_and_changed_inputs(project):
     original = project.run_json("reads", check=0)
     data.write_text("1\n2\n3\n")
     changed = project.mlkit("reproduce", original["id"], check=1).stdout
-    assert any(line.startswith("input") and line.endswith("changed") for line in changed.splitlines())
+    assert any(line.startswith("input") and line.endswith("changed (no snapshot)") for line in changed.splitlines())
     data.unlink()
     missing = project.mlkit("reproduce", original["id"], check=1)
-    assert any(line.startswith("input") and line.endswith("missing") for line in missing.stdout.splitlines())
+    assert any(line.startswith("input") and line.endswith("missing (no snapshot)") for line in missing.stdout.splitlines())
     assert "Traceback" not in missing.stderr
 
 

@@ -1,0 +1,85 @@
+"""Snapshots of inputs: restored in reproduce, stored once, folders, size limit, opt-out, the state table."""
+
+import json
+import os
+import time
+from unittest.mock import patch
+
+import nbformat
+
+from mlkit.objects import stored_objects
+
+READS = ("import mlkit, pathlib\n"
+         "rows = open(mlkit.log_input(path)).read().split()[1:]\n"
+         "files = sorted(p.name for p in pathlib.Path(mlkit.log_input(folder)).rglob('*.txt'))\n"
+         "mlkit.log_metric('rows', len(rows))\nmlkit.log_metric('files', len(files))\nprint(rows, files)")
+
+
+def reads_job(project):
+    data, folder = project.root / "data.csv", project.root / "images"
+    data.write_text("x\n1\n2\n")
+    folder.mkdir()
+    (folder / "a.txt").write_text("a")
+    project.job("reads", f"path = {str(data)!r}\nfolder = {str(folder)!r}", READS)
+    return data, folder
+
+
+def verdicts(result, aspect):
+    return [row["verdict"] for row in json.loads(result.stdout)["rows"] if row["aspect"] == aspect]
+
+
+def test_changed_and_deleted_inputs_are_restored(project):
+    data, folder = reads_job(project)
+    original = project.run_json("reads", check=0)
+    assert [(i["type"], i["snapshot"]) for i in original["inputs"]] == [("file", True), ("folder", True)]
+    objects = len(stored_objects(project.archive))
+    with data.open("a") as handle:  # the issue's case: one row appended to the CSV
+        handle.write("3\n")
+    (folder / "b.txt").write_text("b")
+    changed = project.mlkit("reproduce", original["id"], "--json", check=0)
+    assert verdicts(changed, "input") == ["restored from snapshot"] * 2
+    assert verdicts(changed, "metric") == ["match", "match"] and verdicts(changed, "outputs") == ["match"]
+    assert len(stored_objects(project.archive)) == objects  # the reproduction stored nothing new: dedup
+    data.unlink()
+    for path in folder.iterdir():
+        path.unlink()
+    folder.rmdir()
+    gone = project.mlkit("reproduce", original["id"], "--json", check=0)
+    assert verdicts(gone, "input") == ["restored from snapshot"] * 2 and verdicts(gone, "outputs") == ["match"]
+    assert not list((project.archive / ".staging").iterdir())
+
+
+def test_size_limit_and_opt_out(project):
+    reads_job(project)
+    pyproject = project.root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + "snapshot_limit = 4\n")
+    limited = project.run_json("reads", check=0)
+    assert [i["snapshot"] for i in limited["inputs"]] == [False, True]  # 6 bytes > 4; the folder holds 1
+    assert "larger than the snapshot limit" in limited["inputs"][0]["snapshot_note"]
+    notebook = nbformat.read(project.root / "jobs" / "reads.ipynb", as_version=4)
+    notebook.metadata["mlkit"] = {"snapshots": False}
+    nbformat.write(notebook, project.root / "jobs" / "reads.ipynb")
+    off = project.run_json("reads", "--force", check=0)  # settings are not part of the cache key
+    assert [i["snapshot_note"] for i in off["inputs"]] == ["snapshots are off for this project or job"] * 2
+    assert off["inputs"][0]["sha256"] == limited["inputs"][0]["sha256"]  # hashed all the same
+
+
+def test_state_table_skips_rehashing(tmp_path):
+    import mlkit
+    from mlkit import objects
+    data = tmp_path / "big.csv"
+    data.write_bytes(b"x" * 100_000)
+    old = time.time() - 3600
+    os.utime(data, (old, old))
+    calls = []
+    real = objects.hash_file
+    env = {"MLKIT_RUN_DIR": str(tmp_path / "run"), "MLKIT_ARCHIVE": str(tmp_path / "runs")}
+    (tmp_path / "run").mkdir()
+    with patch.dict(os.environ, env), patch.object(objects, "hash_file", lambda p: calls.append(p) or real(p)):
+        for _ in range(3):
+            mlkit.log_input(data)
+        assert len(calls) == 1  # stored and hashed once, then looked up
+        os.utime(data, (old + 1, old + 1))  # touched: hashed again (the object exists: not stored again)
+        mlkit.log_input(data)
+        assert len(calls) == 2
+    assert len(stored_objects(tmp_path / "runs")) == 1
