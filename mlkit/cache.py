@@ -10,7 +10,6 @@ __all__ = ['KEY_PACKAGES', 'installed_versions_fast', 'key_package_versions', 'c
 
 # %% ../nbs/08_cache.ipynb #4b808f5d
 import hashlib
-import json
 import platform
 import re
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 from .archive import Archive, Run, read_manifest
 from .fingerprint import library_sha256
 from .normalize import source_sha256
+from .record import dump_json
 
 # %% ../nbs/08_cache.ipynb #610cb6c3
 KEY_PACKAGES = ("ipykernel", "matplotlib", "nbclient", "numpy", "pandas", "papermill", "pyarrow", "scikit-learn",
@@ -70,7 +70,7 @@ def key_package_versions() -> dict:
 # %% ../nbs/08_cache.ipynb #8c0a1e14
 def _digest(data) -> str:
     "sha256 of `data` as canonical JSON, other values as their text."
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(dump_json(data, sort_keys=True).encode()).hexdigest()
 
 # %% ../nbs/08_cache.ipynb #8c0a1e16
 def cache_base(notebook: dict, params: dict, kernel_name: str, cwd, library: str | None = None) -> str:
@@ -119,7 +119,7 @@ def _candidate_folders(archive: Archive, job: str, base: str, limit: int) -> lis
 def find_cached(archive: Archive, job: str, base: str, limit: int = 20) -> Run | None:
     "The newest succeeded run of `job` with cache base `base` whose inputs are unchanged, if any."
     from mlkit.objects import open_state
-    if not archive.index_path.exists():
+    if not archive.root.is_dir():  # a missing index is rebuilt from the run folders on first use
         return None
     state = open_state(archive.root)
     try:

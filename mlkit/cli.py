@@ -11,10 +11,10 @@ __all__ = ['COMMAND_MODULES', 'COMMANDS_ENTRY_POINTS', 'say', 'print_json', 'met
 # %% ../nbs/31_cli.ipynb #96b97b83
 import argparse
 import importlib
-import json
 import sys
 
 from .errors import MlkitError
+from .record import dump_json
 
 # %% ../nbs/31_cli.ipynb #1119a53d
 def say(message: str):
@@ -23,8 +23,8 @@ def say(message: str):
 
 # %% ../nbs/31_cli.ipynb #a7c1d005
 def print_json(data):
-    "Print `data` as indented JSON on stdout (paths and other objects as text)."
-    print(json.dumps(data, indent=2, default=str))
+    "Print `data` as indented strict JSON on stdout (paths and other objects as text, `nan` tagged: see `dump_json`)."
+    print(dump_json(data, indent=2))
 
 # %% ../nbs/31_cli.ipynb #a7c1d009
 def metrics_text(metrics: dict, limit: int = 4) -> str:

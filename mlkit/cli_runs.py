@@ -6,7 +6,7 @@ Docs: https://mlkit-dev.github.io/mlkit/cli_runs.html.md"""
 
 # %% auto #0
 __all__ = ['run_summary_line', 'failure_line', 'command_run', 'command_runs_list', 'command_runs_show', 'command_runs_diff',
-           'command_runs_compare', 'command_runs_reindex', 'command_reproduce', 'add_commands']
+           'command_runs_compare', 'command_runs_reindex', 'command_runs_verify', 'command_reproduce', 'add_commands']
 
 # %% ../nbs/32_cli_runs.ipynb #91dcef25
 from .cli import add_archive_option, command_group, metrics_text, print_json, say
@@ -74,28 +74,33 @@ def _listed_row(run) -> list:
     "One run's row in the `runs list` table."
     status = run.status + (" (cached)" if run.cached else "")
     started = (run.started_at or "")[:19].replace("T", " ")
-    return [run.id, run.job, status, started, run.duration_s, metrics_text(run.metrics)]
+    return [run.id, run.job, status, started, run.duration_s, run.problem or metrics_text(run.metrics)]
 
 # %% ../nbs/32_cli_runs.ipynb #c32a0045
 def _add_run_filters(parser):
     "The options that pick runs: `--job`, `--status` and `--limit`."
     parser.add_argument("--job", help="only this job")
-    parser.add_argument("--status", choices=["succeeded", "failed", "interrupted"], help="only this status")
+    parser.add_argument("--status", choices=["succeeded", "failed", "interrupted", "damaged"],
+                        help="only this status (damaged: run folders whose manifest cannot be trusted)")
     parser.add_argument("--limit", type=int, metavar="N", help="only the N most recent runs")
 
 # %% ../nbs/32_cli_runs.ipynb #c91944c6
 def command_runs_list(args) -> int:
     "mlkit runs list: archived runs as a table or JSON."
-    from mlkit.archive import open_archive
-    runs = open_archive(args.archive).list_runs(job=args.job, status=args.status, limit=args.limit)
+    from mlkit.archive import DAMAGED, open_archive
+    store = open_archive(args.archive)
+    runs = store.list_runs(job=args.job, status=args.status, limit=args.limit)
     if args.json:
         print_json([{"id": r.id, "job": r.job, "status": r.status, "started_at": r.started_at,
                      "duration_s": r.duration_s, "params": r.params, "metrics": r.metrics, "cached": r.cached,
-                     "path": str(r.path)} for r in runs])
+                     "path": str(r.path), **({"problem": r.problem} if r.problem else {})} for r in runs])
     elif not runs:
         print("no runs")
     else:
         print(format_table([_listed_row(run) for run in runs], _LIST_HEADERS, max_width=70))
+    damaged = len(store.list_runs(job=args.job, status=DAMAGED)) if args.status is None else 0
+    if damaged:
+        say(f"{damaged} damaged run folder(s) not listed: `mlkit runs list --status damaged` shows why")
     return 0
 
 
@@ -224,9 +229,11 @@ def _add_runs_compare(runs):
 # %% ../nbs/32_cli_runs.ipynb #10449ed5
 def command_runs_reindex(args) -> int:
     "mlkit runs reindex: rebuild the index from the manifests."
-    from mlkit.archive import open_archive
+    from mlkit.archive import DAMAGED, open_archive
     store = open_archive(args.archive)
     print(f"indexed {store.reindex()} runs in {store.root}")
+    for run in store.list_runs(status=DAMAGED):
+        print(f"damaged: {run.job}/{run.id}: {run.problem}")
     return 0
 
 
@@ -234,6 +241,30 @@ def _add_runs_reindex(runs):
     reindex = runs.add_parser("reindex", help="rebuild the index from the manifests")
     add_archive_option(reindex)
     reindex.set_defaults(handler=command_runs_reindex)
+
+# %% ../nbs/32_cli_runs.ipynb #6184d763
+def command_runs_verify(args) -> int:
+    "mlkit runs verify [RUN]: check manifests, recorded files and the index; exit 1 on any problem."
+    from mlkit.archive import open_archive, verify
+    store = open_archive(args.archive)
+    problems = verify(store, args.run)
+    if args.json:
+        print_json({"archive": str(store.root), "run": args.run, "ok": not problems, "problems": problems})
+    elif problems:
+        print(format_table([[p["check"], p["run"] or "-", p["problem"]] for p in problems], ["check", "run", "problem"],
+                           max_width=100))
+        print(f"{len(problems)} problem(s) in {store.root}")
+    else:
+        print(f"ok: {'run ' + args.run if args.run else 'every run'} in {store.root} verified")
+    return 1 if problems else 0
+
+
+def _add_runs_verify(runs):
+    check = runs.add_parser("verify", help="check manifests, recorded files (sha256) and the index")
+    check.add_argument("run", nargs="?", help="only this run (id or unique prefix)")
+    check.add_argument("--json", action="store_true", help="print JSON")
+    add_archive_option(check)
+    check.set_defaults(handler=command_runs_verify)
 
 # %% ../nbs/32_cli_runs.ipynb #cb496a0a
 def command_reproduce(args) -> int:
@@ -266,6 +297,6 @@ def add_commands(commands):
     "Add `mlkit run`, the `mlkit runs` group and `mlkit reproduce` to the `mlkit` subcommands."
     _add_run(commands)
     runs = command_group(commands, "runs", "list, show, compare and index archived runs")
-    for add in (_add_runs_list, _add_runs_show, _add_runs_diff, _add_runs_compare, _add_runs_reindex):
+    for add in (_add_runs_list, _add_runs_show, _add_runs_diff, _add_runs_compare, _add_runs_reindex, _add_runs_verify):
         add(runs)
     _add_reproduce(commands)

@@ -7,7 +7,7 @@ Docs: https://mlkit-dev.github.io/mlkit/params.html.md"""
 # %% auto #0
 __all__ = ['ANY', 'PARAMETERS_TAG', 'ParamType', 'type_from_annotation', 'type_from_default', 'check_value', 'parse_text',
            'Parameter', 'NotebookParameters', 'notebook_language', 'cell_source', 'find_parameters_cell',
-           'declared_parameters', 'check_mapping', 'load_yaml_mapping', 'load_params_file', 'ParamSource',
+           'declared_parameters', 'check_mapping', 'load_yaml_mapping', 'load_params_file', 'ParamSource', 'check_utf8',
            'resolve_parameters', 'effective_parameters']
 
 # %% ../nbs/02_params.ipynb #3037a283
@@ -464,6 +464,25 @@ def _parameter_error(problems: list, notebook_name: str) -> ParameterError:
     listed = "\n  ".join(problems)
     return ParameterError(f"{notebook_name}: {len(problems)} parameter problems:\n  {listed}")
 
+# %% ../nbs/02_params.ipynb #e5513ab9
+def check_utf8(value):
+    "`value` if every text in it is valid UTF-8, else a `TypeError` naming the first bad character."
+    texts = [value] if isinstance(value, str) else []
+    if isinstance(value, dict):
+        texts = [*value.keys(), *value.values()]
+    elif isinstance(value, list | tuple):
+        texts = list(value)
+    for text in texts:
+        if isinstance(text, str):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise TypeError(f"text is not valid UTF-8 ({text[error.start]!r} at position {error.start}); "
+                                f"pass UTF-8 text") from None
+        elif text is not value:
+            check_utf8(text)
+    return value
+
 # %% ../nbs/02_params.ipynb #9a3a0056
 def resolve_parameters(spec: NotebookParameters, sources: list, notebook_name: str = "notebook") -> dict:
     "The values to inject, from `sources` in order (later wins), checked against `spec`."
@@ -477,7 +496,7 @@ def resolve_parameters(spec: NotebookParameters, sources: list, notebook_name: s
                 continue
             ptype = spec.declared[name].ptype if spec.typed else ANY
             try:
-                given[name] = parse_text(ptype, value) if is_text else check_value(ptype, value)
+                given[name] = check_utf8(parse_text(ptype, value) if is_text else check_value(ptype, value))
             except TypeError as error:
                 problems.append(f"parameter {name!r} (from {source.origin}): {error}")
     problems += _missing_required(spec, given, notebook_name)

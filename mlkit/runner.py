@@ -7,13 +7,15 @@ Docs: https://mlkit-dev.github.io/mlkit/runner.html.md"""
 # %% auto #0
 __all__ = ['HEADLESS_BACKEND', 'read_notebook_bytes', 'job_settings', 'PreparedJob', 'prepare', 'JobInterrupted', 'interruptible',
            'Attempt', 'execute_once', 'LaunchedKernel', 'launch_ahead', 'discard_launched', 'job_cache_base',
-           'build_manifest', 'execute', 'run']
+           'build_manifest', 'DiskFullError', 'disk_full_guard', 'execute', 'run']
 
 # %% ../nbs/09_runner.ipynb #b004e3d6
+import errno
 import json
 import logging
 import os
 import signal
+import sqlite3
 import threading
 import time
 from contextlib import contextmanager
@@ -22,10 +24,10 @@ from pathlib import Path
 
 import yaml
 
-from .archive import Archive, Run, check_job_name, iso, new_run_id, utc_now
+from .archive import STAGING_DIR, Archive, Run, check_job_name, iso, new_run_id, utc_now
 from .cache import cache_base, cache_enabled, cache_key, find_cached
 from .config import ARCHIVE_ENV, Project, default_params_file, find_project, resolve_job
-from .errors import UsageError
+from .errors import MlkitError, UsageError
 from .fingerprint import environment, file_record, git_state, library_sha256, sha256_bytes
 from .normalize import output_sha256
 from .params import (NotebookParameters, ParamSource, declared_parameters, effective_parameters,
@@ -459,6 +461,31 @@ def _write_run_files(job: PreparedJob, staging: Path):
     if not (staging / "metrics.json").exists():
         (staging / "metrics.json").write_text("{}\n", encoding="utf-8")  # every run has one, maybe empty
 
+# %% ../nbs/09_runner.ipynb #b9d55c99
+class DiskFullError(MlkitError):
+    "The disk filled up (or a file size limit was hit) while a run was being archived."
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+@contextmanager
+def disk_full_guard(archive: Archive, run_id: str):
+    "Turn running out of space while archiving run `run_id` into a `DiskFullError`, its staging folder removed."
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in _DISK_FULL:
+            raise
+        archive.discard(archive.root / STAGING_DIR / f"{run_id}.{os.getpid()}")
+        raise DiskFullError(f"no space left to archive run {run_id}: {error.strerror} ({error.filename}); the run "
+                            f"was not kept and its staging folder was removed; runs archived before are untouched") from None
+    except sqlite3.OperationalError as error:
+        if "full" not in str(error):
+            raise
+        raise DiskFullError(f"run {run_id} was archived but not indexed: {error}; free some space, then run "
+                            f"`mlkit runs reindex`") from None
+
 # %% ../nbs/09_runner.ipynb #ecf0ca47
 def execute(job: PreparedJob, archive: Archive, timeout: float | None = None, extra: dict | None = None,
             announce=None, index: bool = True, launched=None) -> Run:
@@ -477,7 +504,7 @@ def execute(job: PreparedJob, archive: Archive, timeout: float | None = None, ex
     state = {}
     if announce:
         announce(f"running {job.job} as run {run_id} (kernel {job.kernel_name})")
-    with interruptible(state):
+    with interruptible(state), disk_full_guard(archive, run_id):
         staging, attempt, retries = _execute_with_retry(job, archive, run_id, deadline, state, timeout, announce,
                                                         launched)
         _write_run_files(job, staging)

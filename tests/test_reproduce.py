@@ -57,7 +57,7 @@ def test_reproduce_current_uses_the_working_copy(project):
 
 
 def test_reproduce_bad_reference(project):
-    assert "no run" in project.mlkit("reproduce", "nope", check=2).stderr
+    assert "no run" in project.mlkit("reproduce", "19990101", check=2).stderr
 
 
 def test_diff_and_compare(project, monkeypatch):
