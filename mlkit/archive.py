@@ -641,7 +641,8 @@ def check_models(archive, found: list, everything: bool) -> list:
 
 # %% ../nbs/05_archive.ipynb #b7e88558
 VERIFY_CHECKS = {"manifest": "mlkit.archive:check_manifests", "files": "mlkit.archive:check_files",
-                 "index": "mlkit.archive:check_index", "models": "mlkit.archive:check_models"}
+                 "index": "mlkit.archive:check_index", "models": "mlkit.archive:check_models",
+                 "objects": "mlkit.cli_data:check_objects"}
 
 
 def verify(archive, reference=None) -> list:

@@ -6,7 +6,8 @@ Docs: https://mlkit-dev.github.io/mlkit/cli_data.html.md"""
 
 # %% auto #0
 __all__ = ['checkout_inputs', 'command_data_checkout', 'pinned_runs', 'command_runs_pin', 'parse_age', 'lineage_runs', 'GcPlan',
-           'plan_gc', 'collect_garbage', 'object_problems', 'command_gc', 'command_env', 'add_commands']
+           'plan_gc', 'collect_garbage', 'check_objects', 'object_problems', 'command_gc', 'command_env',
+           'add_commands']
 
 # %% ../nbs/38_cli_data.ipynb #e350a398
 import json
@@ -186,18 +187,24 @@ def collect_garbage(store: Archive, plan: GcPlan) -> int:
     return sum(remove_object(store.root, sha) for sha in plan.delete)
 
 # %% ../nbs/38_cli_data.ipynb #7c9f08b1
+def check_objects(archive: Archive, found: list, everything: bool = True) -> list:
+    "`(run id, problem)` for each object the sound runs in `found` refer to that is missing or corrupt."
+    collected = {path.stem for path in _collected(archive.root).glob("*.json")}
+    problems = []
+    for manifest, _, damaged in found:
+        if damaged or manifest["id"] in collected:
+            continue
+        for sha in sorted(run_objects(manifest, archive.root)):
+            status = check_object(archive.root, sha)
+            if status != "ok":
+                problems.append((manifest["id"], f"object {sha[:12]} is {status}"))
+    return problems
+
+
 def object_problems(root) -> list:
     "Problems of the objects the runs in the archive at `root` refer to (missing or corrupt), one line each."
-    collected = {path.stem for path in _collected(root).glob("*.json")}
-    problems = []
-    for manifest, _ in _manifests_on_disk(Path(root)):
-        if manifest["id"] in collected:
-            continue
-        for sha in sorted(run_objects(manifest, root)):
-            status = check_object(root, sha)
-            if status != "ok":
-                problems.append(f"run {manifest['id']}: object {sha[:12]} is {status}")
-    return problems
+    found = [(manifest, folder, None) for manifest, folder in _manifests_on_disk(Path(root))]
+    return [f"run {run_id}: {problem}" for run_id, problem in check_objects(Archive(root), found)]
 
 # %% ../nbs/38_cli_data.ipynb #789e9d58
 def command_gc(args) -> int:

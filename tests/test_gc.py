@@ -6,8 +6,9 @@ import pytest
 
 from mlkit import cli_data
 from mlkit.archive import Archive
-from mlkit.objects import object_path, stored_objects
+from mlkit.objects import object_path, remove_object, stored_objects
 from mlkit.registry import Registry
+from mlkit.snapshots import run_objects
 
 JOB = ("import mlkit, os, tempfile\n"
        "rows = open(mlkit.log_input(path)).read().split()\n"
@@ -46,8 +47,13 @@ def test_gc_keeps_pinned_lineage_and_last_and_survives_a_crash(project):
     assert project.mlkit("gc", "--older-than", "0m", "--yes", check=0).stdout.startswith("deleted 1 objects")
     assert not object_path(project.archive, dropped_data).is_file()
     assert cli_data.object_problems(project.archive) == []
+    assert project.mlkit("runs", "verify", check=0).returncode == 0  # verify checks the objects too
     for kept in (model_run, pinned, last):
         assert project.mlkit("data", "checkout", kept, "--to", project.root / kept, check=0).returncode == 0
     assert project.mlkit("data", "checkout", dropped, "--to", project.root / "d", check=1).returncode == 1
     project.mlkit("runs", "unpin", pinned, check=0)
     assert pinned in project.mlkit("gc", "--older-than", "0m", check=0).stdout
+    kept_object = sorted(run_objects(archive.get_run(last).manifest, project.archive))[0]
+    remove_object(project.archive, kept_object)
+    damaged = project.mlkit("runs", "verify", check=1)
+    assert damaged.returncode == 1 and f"object {kept_object[:12]} is missing" in damaged.stdout + damaged.stderr
