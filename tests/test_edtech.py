@@ -6,7 +6,7 @@ import subprocess
 
 import pandas as pd
 import pytest
-from conftest import MLKIT, REPO
+from conftest import MLKIT, REPO, TEST_PSEUDONYM_KEY
 
 
 def mlkit(*args, check=0, env=None):
@@ -59,7 +59,7 @@ def test_generator_is_deterministic(tmp_path):
 def test_every_fault_is_caught_in_one_report(tmp_path):
     mlkit("data", "generate", "--out", tmp_path, "--students", 120, "--seed", 2, "--faults",
           "nulls,out_of_range,unseen_categories,duplicate_keys,wrong_dtypes,pii")
-    mlkit("data", "ingest", tmp_path / "attempts.csv", "--out", tmp_path / "safe.parquet")
+    mlkit("data", "ingest", tmp_path / "attempts.csv", "--out", tmp_path / "safe.parquet", env=TEST_PSEUDONYM_KEY)
     result = mlkit("contract", "check", tmp_path / "safe.parquet", "--contract", "contracts/attempts.yaml",
                    "--json", check=1)
     found = {(f["column"], f["check"].split(" ")[0]) for f in json.loads(result.stdout)["failures"]}
@@ -70,11 +70,12 @@ def test_every_fault_is_caught_in_one_report(tmp_path):
         assert expected in found, expected
     clean = tmp_path / "clean"
     mlkit("data", "generate", "--out", clean, "--students", 120, "--seed", 2)
-    ingested = mlkit("data", "ingest", clean / "attempts.csv", "--out", clean / "safe.csv").stdout
+    ingested = mlkit("data", "ingest", clean / "attempts.csv", "--out", clean / "safe.csv",
+                     env=TEST_PSEUDONYM_KEY).stdout
     assert "pseudonymized attempts of 120 students" in ingested
     mlkit("contract", "check", clean / "safe.csv", "--contract", "contracts/attempts.yaml")
     assert "--out must differ" in mlkit("data", "ingest", clean / "safe.csv", "--out", clean / "safe.csv",
-                                        check=2).stderr
+                                        check=2, env=TEST_PSEUDONYM_KEY).stderr
     raw = mlkit("contract", "check", clean / "attempts.csv", "--contract", "contracts/attempts.yaml", check=1)
     assert "student_email: forbidden column" in raw.stdout
 
@@ -140,7 +141,7 @@ def test_gate_blocks_a_model_trained_on_biased_data(archive):
 def test_contract_failure_stops_training(archive, tmp_path):
     mlkit("data", "generate", "--out", tmp_path, "--students", 100, "--faults", "out_of_range,pii")
     result = mlkit("run", "train", "-p", "data_path", tmp_path / "attempts.csv", "--archive", archive, "--json",
-                   check=1)
+                   check=1, env=TEST_PSEUDONYM_KEY)
     manifest = json.loads(result.stdout)
     assert manifest["error"]["ename"] == "ContractViolation"
     paths = {a["path"] for a in manifest["artifacts"]}
