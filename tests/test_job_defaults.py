@@ -6,7 +6,7 @@ from nbclient import NotebookClient
 
 from mlkit.kernels import THIS_ENVIRONMENT, kernel_manager, stop_kernel
 
-JOBS = ["ingest", "check", "train", "evaluate", "promote", "monitor", "example"]
+JOBS = ["ingest", "check", "train", "evaluate", "promote", "monitor", "example", "replay"]
 
 
 def test_job_notebooks_run_on_their_defaults(tmp_path, monkeypatch):

@@ -86,6 +86,8 @@ def test_drift_no_false_alarm_and_detection():
 LOOP = """
 name: small
 model_name: edtech
+services:
+  - {name: server, command: serve, ref: "edtech@champion", after: promote_s1}
 stages:
   - {name: ingest_s1, job: ingest, params: {n_students: 400, seed: 0}}
   - {name: check_s1, job: check, upstream: {data_run: ingest_s1}}
@@ -93,11 +95,15 @@ stages:
   - {name: evaluate_s1, job: evaluate, upstream: {model_run: train_s1}, params: {baseline_run: "edtech@champion"}}
   - {name: promote_s1, job: promote, upstream: {model_run: train_s1, evaluation_run: evaluate_s1}}
   - {name: ingest_s2, job: ingest, params: {n_students: 1000, seed: 1, drift: 1.0}}
-  - {name: monitor_s2, job: monitor, upstream: {batch_run: ingest_s2}, after: [promote_s1],
-     params: {model_ref: "edtech@champion"}}
+  - {name: replay_s2, job: replay, upstream: {data_run: ingest_s2}, urls: {server_url: server},
+     params: {rows: 600, expect_ref: "edtech@champion"}}
+  - {name: monitor_s2, job: monitor, after: [replay_s2],
+     params: {model_ref: "edtech@champion", batch_source: serving, serving_model: edtech, serving_last: 12}}
   - {name: retrain_s2, job: train, upstream: {data_run: ingest_s2}, when: {stage: monitor_s2, alert: drift}}
   - {name: evaluate_s2, job: evaluate, upstream: {model_run: retrain_s2}, params: {baseline_run: "edtech@champion"}}
   - {name: promote_s2, job: promote, upstream: {model_run: retrain_s2, evaluation_run: evaluate_s2}}
+  - {name: check_served, job: replay, upstream: {data_run: ingest_s2}, urls: {server_url: server}, after: [promote_s2],
+     params: {rows: 50, malformed: 0, send_feedback: false, expect_ref: "edtech@champion"}}
 """
 
 
@@ -119,6 +125,17 @@ def test_pipeline_closes_the_loop_with_cache_and_lineage(tmp_path):
     assert json.loads(first.stdout)["champion"] == 2
     assert "drift" in stages["monitor_s2"]["note"]
     show = lambda run_id: json.loads(mlkit("runs", "show", run_id, "--json", "--archive", archive).stdout)  # noqa: E731
+    logged = lambda stage: values(show(stages[stage]["run_id"]))  # noqa: E731
+    # through the server: the replay was answered by v1, the monitor read the served rows, the server reloaded v2
+    assert logged("replay_s2")["versions_seen"] == {"1": 12}, logged("replay_s2")
+    assert show(stages["replay_s2"]["run_id"])["metrics"]["rejected"] == 5
+    assert logged("monitor_s2")["serving_window"]["rows"] == 600
+    assert logged("monitor_s2")["serving_window"]["with_outcome"] == 600
+    assert logged("check_served")["served_version"]["seen"] == 2 and logged("check_served")["versions_seen"] == {"2": 1}
+    [server] = json.loads(open(json.loads(first.stdout)["record"]).read())["services"]
+    assert server["exit_code"] == 0 and server["stopped_at"]
+    with pytest.raises(ProcessLookupError):  # stopped by its pid when the pipeline ended
+        os.kill(server["pid"], 0)
     assert show(stages["train_s1"]["run_id"])["upstream"] == [stages["ingest_s1"]["run_id"], stages["check_s1"]["run_id"]]
     assert stages["retrain_s2"]["run_id"] != stages["train_s1"]["run_id"]
     assert stages["ingest_s2"]["run_id"] in show(stages["retrain_s2"]["run_id"])["upstream"]
