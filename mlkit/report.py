@@ -144,43 +144,24 @@ def read_records(root, kind: str) -> list:
     return sorted(records, key=lambda record: str(record.get("started_at") or record["stamp"]), reverse=True)
 
 # %% ../nbs/27_report.ipynb #6d193f2c
-_TIME_FIELDS = ("ts", "timestamp", "time", "at", "received_at")
-_LATENCY_FIELDS = ("latency_ms", "duration_ms", "elapsed_ms")
-_VERSION_FIELDS = ("model_version", "version", "model")
-
-
-def _first(row: dict, names: tuple):
-    "The value of the first of `names` that `row` has."
-    for name in names:
-        if row.get(name) is not None:
-            return row[name]
-    return None
-
-
 def _rejected(row: dict) -> bool:
-    "True when a logged request was refused (status >= 400, `rejected`, or an error)."
-    status = row.get("status_code", row.get("status"))
-    if isinstance(status, int):
-        return status >= 400
-    return bool(row.get("rejected")) or row.get("error") not in (None, "") or status in ("rejected", "error")
+    "True when a logged request was refused (its HTTP status is 400 or more)."
+    status = row.get("status")
+    return isinstance(status, (int, float)) and status >= 400
 
 # %% ../nbs/27_report.ipynb #960dc5d4
 def read_serving(root, limit: int = 1_000_000) -> list:
-    "Rows of the serving logs under `<root>/serving/` (JSON lines, Parquet), at most `limit`; [] when there are none."
-    rows = []
-    for path in sorted((Path(root) / "serving").rglob("*")) if (Path(root) / "serving").is_dir() else []:
-        try:
-            if path.suffix == ".jsonl":
-                lines = path.read_text(encoding="utf-8").splitlines()
-                rows += [row for row in (json.loads(line) for line in lines if line.strip()) if isinstance(row, dict)]
-            elif path.suffix == ".parquet":
-                import pyarrow.parquet as pq
-                rows += pq.read_table(path).to_pylist()
-        except (OSError, ValueError, ImportError, RuntimeError):
-            continue
-        if len(rows) >= limit:
-            break
-    return rows[:limit]
+    "The newest `limit` request records of every served model in the archive at `root`, oldest first; [] if none."
+    from mlkit.prediction_log import read_logs
+    try:
+        frame = read_logs(root)
+    except (OSError, ValueError, ImportError, RuntimeError):
+        return []
+    if frame.empty:
+        return []
+    frame = frame.tail(limit).copy()
+    frame["at"] = frame["at"].map(lambda moment: moment.isoformat())
+    return frame.to_dict("records")
 
 # %% ../nbs/27_report.ipynb #560e4f6f
 def _percentile(values: list, share: float) -> float | None:
@@ -193,13 +174,13 @@ def serving_summary(rows: list) -> dict:
     "Requests and rejections per minute, latency percentiles and the versions served, from serving log `rows`."
     minutes, versions = {}, {}
     for row in rows:
-        minute = str(_first(row, _TIME_FIELDS) or "?")[:16].replace("T", " ")
+        minute = str(row.get("at") or "?")[:16].replace("T", " ")
         counts = minutes.setdefault(minute, [0, 0])
         counts[0] += 1
         counts[1] += _rejected(row)
-        version = str(_first(row, _VERSION_FIELDS))
+        version = f"{row.get('model')} v{row.get('model_version')}"
         versions[version] = versions.get(version, 0) + 1
-    latencies = [float(v) for v in (_first(row, _LATENCY_FIELDS) for row in rows) if isinstance(v, (int, float))]
+    latencies = [float(v) for v in (row.get("latency_ms") for row in rows) if isinstance(v, (int, float))]
     return {"requests": len(rows), "rejected": sum(c[1] for c in minutes.values()),
             "minutes": sorted(minutes.items()), "versions": versions,
             "latency": {f"p{int(q * 100)}": _percentile(latencies, q) for q in (0.5, 0.9, 0.99)}}
