@@ -63,3 +63,34 @@ def test_services_refused_in_parallel_and_a_server_that_cannot_start_stops_the_p
     assert "before it was ready" in stages[1]["note"] and "nothing" in stages[1]["note"]
     [server] = json.loads(open(json.loads(result.stdout)["record"]).read())["services"]
     assert server["exit_code"] != 0 and _gone(server["pid"])
+
+
+def test_interrupted_pipeline_stops_its_server(project):
+    import signal
+    import subprocess
+    import time
+
+    from conftest import MLKIT
+    _jobs(project)
+    project.job("wait", "", "import time\ntime.sleep(60)")
+    (project.root / "params" / "pipeline.yaml").write_text(FAILING.replace("job: boom", "job: wait"))
+    env = {k: v for k, v in os.environ.items() if k != "MLKIT_ARCHIVE"}
+    pipeline = subprocess.Popen([MLKIT, "pipeline", "run"], cwd=project.root, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, record = time.monotonic() + 90, None
+        while time.monotonic() < deadline and record is None:  # until stage boom (now a 60 s wait) runs
+            for path in (project.root / "runs" / "pipelines" / "served").glob("*.json"):
+                written = json.loads(path.read_text())
+                if any(s["stage"] == "boom" and s["status"] == "running" for s in written["stages"]):
+                    record = written
+            time.sleep(0.2)
+        assert record is not None, "the pipeline never reached its waiting stage"
+        pipeline.send_signal(signal.SIGINT)  # Ctrl-C, to the pipeline process only
+        assert pipeline.wait(60) == 1
+    finally:
+        if pipeline.poll() is None:
+            pipeline.kill()
+            pipeline.wait(10)
+    [server] = record["services"]
+    assert _gone(server["pid"]), "an interrupted pipeline left its server running"
