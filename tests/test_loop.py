@@ -5,6 +5,7 @@ import os
 import shutil
 
 import pytest
+from conftest import TEST_PSEUDONYM_KEY
 from test_edtech import mlkit, run_json, values
 
 SMALL = {"n_students": 400}
@@ -72,9 +73,9 @@ def test_drift_no_false_alarm_and_detection():
     from mlkit.edtech.data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, generate
     from mlkit.edtech.privacy import ingest
     from mlkit.drift import dataset_drift, drift_report
-    reference = ingest(generate(1000, seed=0))
-    same = ingest(generate(3650, seed=21))
-    drifted = ingest(generate(3650, seed=22, drift=1.0))
+    reference = ingest(generate(1000, seed=0), generated=True)
+    same = ingest(generate(3650, seed=21), generated=True)
+    drifted = ingest(generate(3650, seed=22, drift=1.0), generated=True)
     assert len(same) >= 20000 and len(drifted) >= 20000
     quiet = drift_report(reference, same, NUMERIC_FEATURES, CATEGORICAL_FEATURES)
     assert not quiet.drifted.any(), quiet
@@ -107,10 +108,10 @@ stages:
 """
 
 
-def _pipeline(tmp_path, text, archive, check=0):
+def _pipeline(tmp_path, text, archive, check=0, env=None):
     path = tmp_path / "pipeline.yaml"
     path.write_text(text)
-    return mlkit("pipeline", "run", "--file", path, "--archive", archive, "--json", check=check)
+    return mlkit("pipeline", "run", "--file", path, "--archive", archive, "--json", check=check, env=env)
 
 
 def _stages(result) -> dict:
@@ -181,10 +182,11 @@ def test_failing_stage_stops_the_pipeline(tmp_path):
     text = ("stages:\n  - {name: ingest, job: ingest, params: {source_path: '%s'}}\n"
             "  - {name: check, job: check, upstream: {data_run: ingest}}\n"
             "  - {name: train, job: train, upstream: {data_run: ingest}, after: [check]}\n") % (tmp_path / "bad" / "attempts.csv")
-    stages = _stages(_pipeline(tmp_path, text, tmp_path / "archive", check=1))
+    stages = _stages(_pipeline(tmp_path, text, tmp_path / "archive", check=1, env=TEST_PSEUDONYM_KEY))
     assert stages["check"]["status"] == "failed" and "ContractViolation" in stages["check"]["note"]
     assert "train" not in stages
-    plain = mlkit("pipeline", "run", "--file", tmp_path / "pipeline.yaml", "--archive", tmp_path / "archive", check=1)
+    plain = mlkit("pipeline", "run", "--file", tmp_path / "pipeline.yaml", "--archive", tmp_path / "archive", check=1,
+                  env=TEST_PSEUDONYM_KEY)
     assert "pipeline stopped: stage check failed" in plain.stderr
     (tmp_path / "broken.yaml").write_text("stages:\n  - {name: a, job: nonexistent}\n")
     assert "unknown job" in mlkit("pipeline", "run", "--file", tmp_path / "broken.yaml", check=2).stderr
@@ -195,7 +197,8 @@ def test_monitor_survives_a_batch_missing_a_column(tmp_path, archive, two_models
     mlkit("data", "generate", "--out", tmp_path, "--students", 150, "--seed", 4)
     frame = pd.read_csv(tmp_path / "attempts.csv").drop(columns=["device"])
     frame.to_csv(tmp_path / "attempts.csv", index=False)
-    batch = run_json("ingest", "-p", "source_path", tmp_path / "attempts.csv", "--archive", archive)
+    batch = run_json("ingest", "-p", "source_path", tmp_path / "attempts.csv", "--archive", archive,
+                     env=TEST_PSEUDONYM_KEY)
     monitored = run_json("monitor", "-p", "model_ref", two_models[0]["id"], "-p", "batch_run", batch["id"],
                          "--archive", archive)
     assert monitored["status"] == "succeeded"
