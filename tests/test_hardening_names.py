@@ -49,7 +49,7 @@ def test_names_that_become_paths_are_checked(project, tmp_path):
     messages = json.loads((project.archive / "logs" / run["id"] / "values.json").read_text())["messages"]
     kinds = ["value name '../v'", "table name '../../t'", "figure name '../f'", "artifact name '../../a'"]
     assert [any(f"invalid {kind}" in m for m in messages) for kind in kinds] == [True] * 4, messages
-    assert files_named(tmp_path.parent, "v", "t.csv", "f.png", "a") == []
+    assert files_named(tmp_path, "v", "t.csv", "f.png", "a") == []  # escapes would land in the archive or beside it
     project.job(".hidden")
     assert "invalid job name '.hidden'" in project.mlkit("run", project.root / "jobs" / ".hidden.ipynb", check=2).stderr
     refused = project.mlkit("models", "register", "../../models", "--run", run["id"], check=2).stderr
