@@ -93,10 +93,11 @@ def prepare(workdir: Path) -> dict:
     from mlkit.models import save_model
     from mlkit.registry import Registry, promote
 
-    attempts = ingest(generate(1500, seed=0))
+    attempts = ingest(generate(1500, seed=0), generated=True)
     model = plain_model(attempts, attempts["passed"])
     archive = Archive(workdir / "runs")
-    run_id = archived_run(archive, "train", {"data_path": None}, (), {"model.skops": lambda p: save_model(model, p)})
+    run_id = archived_run(archive, "train", {"data_path": None}, (), {"model.skops": lambda p: save_model(model, p)},
+                          origin="generated")
     registry = Registry(archive)
     registry.register("edtech", archive.get_run(run_id))
     promote(registry, "edtech", 1)
@@ -212,7 +213,7 @@ def main(argv=None):
         prepared = prepare(workdir)
         servers = {}
         port = free_port()
-        env = {**os.environ, "MLKIT_PSEUDONYM_KEY": "bench-secret", "BENCH_TOKEN": TOKEN}
+        env = {**os.environ, "MLKIT_PSEUDONYM_KEY": "bench-secret-not-for-production", "BENCH_TOKEN": TOKEN}
         processes.append(start([MLKIT, "serve", "edtech@champion", "--port", str(port), "--archive",
                                 str(prepared["archive"]), "--token-env", "BENCH_TOKEN"], env,
                                f"http://127.0.0.1:{port}", "/health/ready"))
