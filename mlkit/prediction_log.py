@@ -6,7 +6,8 @@ Docs: https://mlkit-dev.github.io/mlkit/prediction_log.html.md"""
 
 # %% auto #0
 __all__ = ['LOG_KINDS', 'SEGMENT_LINES', 'PSEUDONYM_KEY_ENV', 'log_folder', 'complete_lines', 'compact_segment', 'SegmentWriter',
-           'read_log', 'read_logs', 'pseudonym', 'is_identifier', 'pseudonymized', 'served_rows']
+           'read_log', 'read_logs', 'pseudonym', 'is_identifier', 'pseudonymized', 'pseudonymized_columns',
+           'served_rows']
 
 # %% ../nbs/21_prediction_log.ipynb #71624afb
 import hashlib
@@ -199,6 +200,12 @@ def pseudonymized(rows: list, key: bytes, features=()) -> list:
     "Copies of `rows` (dicts) with the values of identifier fields replaced by their pseudonyms."
     return [{column: pseudonym(value, key) if is_identifier(column, features) and value is not None else value
              for column, value in row.items()} for row in rows]
+
+# %% ../nbs/21_prediction_log.ipynb #5e1a7c02
+def pseudonymized_columns(columns: dict, key: bytes, features=()) -> dict:
+    "A copy of `columns` (name → values) with the values of identifier columns replaced by their pseudonyms."
+    return {column: [pseudonym(value, key) if value is not None else None for value in values]
+            if is_identifier(column, features) else values for column, values in columns.items()}
 
 # %% ../nbs/21_prediction_log.ipynb #bd9a4b91
 def _scored_rows(requests: pd.DataFrame) -> pd.DataFrame:

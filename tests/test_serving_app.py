@@ -113,8 +113,8 @@ def test_invocations_both_protocols_headers_and_log(client, archive):
     assert json.loads(mine["outputs"]) == pytest.approx(records.json()["predictions"])
     assert mine["latency_ms"] > 0
     inputs = json.loads(mine["inputs"])
-    assert inputs[0]["avg_quiz_score"] == rows[0]["avg_quiz_score"]
-    assert inputs[0]["student_id"] != rows[0]["student_id"] and len(inputs[0]["student_id"]) == 16
+    assert inputs["avg_quiz_score"] == [row["avg_quiz_score"] for row in rows]  # logged as columns
+    assert inputs["student_id"][0] != rows[0]["student_id"] and len(inputs["student_id"][0]) == 16
 
 
 def test_raw_ids_never_reach_the_log(client, archive):

@@ -19,7 +19,7 @@ from ..archive import Archive
 from .data import FEATURES, make_catalog
 from .recommend import next_modules, student_profile
 from ..registry import data_generated_by_mlkit
-from ..serving import ERROR_RESPONSES, RequestError, ServingState
+from ..serving import ERROR_RESPONSES, Batch, RequestError, ServingState
 
 # %% ../../nbs/edtech/65_serving.ipynb #508275e8
 def synthetic_data(run) -> bool:
@@ -45,14 +45,15 @@ def _catalog(state: ServingState, served) -> pd.DataFrame:
 # %% ../../nbs/edtech/65_serving.ipynb #af3c7b0c
 def recommend(state: ServingState, served, body: RecommendRequest, request_id: str, started: float) -> list:
     "The ranked next modules for the student whose attempts `body` holds; checked and logged."
-    _, failures = state.checker(served).check(body.attempts)
+    attempts = Batch.from_records(body.attempts)
+    _, failures, _ = state.checker(served).check(attempts)
     if failures:
-        state.log_request(served, request_id, "/recommend", 422, body.attempts, started=started,
+        state.log_request(served, request_id, "/recommend", 422, attempts, started=started,
                           failures=json.dumps(failures))
         raise RequestError(422, f"the attempts fail {len(failures)} contract checks", failures=failures)
     ranked = next_modules(served.model, student_profile(pd.DataFrame(body.attempts)), _catalog(state, served), body.k)
     modules = ranked.to_dict("records")
-    state.log_request(served, request_id, "/recommend", 200, body.attempts, modules, started, k=body.k)
+    state.log_request(served, request_id, "/recommend", 200, attempts, modules, started, k=body.k)
     return modules
 
 # %% ../../nbs/edtech/65_serving.ipynb #855d37a2
