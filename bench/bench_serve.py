@@ -1,6 +1,6 @@
 """Throughput and latency of `mlkit serve` against MLflow's scoring server and a bare FastAPI floor, side by side.
 
-    python bench/bench_serve.py [--seconds 4] [--requests 3000] [--mlflow-python PATH]
+    python bench/bench_serve.py [--seconds 4] [--requests 3000] [--rounds 4] [--mlflow-python PATH]
 
 One scikit-learn model (EdTech features, a plain scikit-learn pipeline so that every server can load it) is served
 three ways, each a uvicorn process on a free 127.0.0.1 port:
@@ -11,7 +11,8 @@ three ways, each a uvicorn process on a free 127.0.0.1 port:
 - floor: a bare FastAPI endpoint calling `predict_proba`, no checks, no logging.
 
 Each is measured at concurrency 1 and 16 with one-row and 100-row `dataframe_split` requests, for at most
-`--seconds` seconds or `--requests` requests per cell. Load goes to loopback only. Prints a table and the ratios the
+`--seconds` seconds or `--requests` requests per cell, in `--rounds` slices with the servers taking turns (a
+noisy machine's slow spells then fall on every server alike). Load goes to loopback only. Prints a table and the ratios the
 issue sets as goals: throughput of mlkit >= 1.0x MLflow's; mlkit's p50 latency <= 1.3x the floor's at concurrency 1.
 """
 
@@ -191,19 +192,28 @@ def load(url: str, payload: bytes, concurrency: int, seconds: float, limit: int,
     wall = time.perf_counter() - began
     for client in clients:
         client.close()
-    ordered = sorted(latencies)
+    return {"latencies": latencies, "failed": failures[0], "wall": wall}
+
+
+def summary(slices: list) -> dict:
+    "Requests, failures, throughput and p50/p99 latency (ms) over the `load` results of one server's slices."
+    ordered = sorted(latency for piece in slices for latency in piece["latencies"])
+    wall = sum(piece["wall"] for piece in slices)
 
     def pick(share):
         return 1000 * ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
 
-    return {"requests": len(ordered), "failed": failures[0], "rps": len(ordered) / wall, "p50": pick(0.5),
-            "p99": pick(0.99)}
+    return {"requests": len(ordered), "failed": sum(piece["failed"] for piece in slices),
+            "rps": len(ordered) / wall if wall else float("nan"), "p50": pick(0.5), "p99": pick(0.99)}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="longest measurement per cell (default 4)")
     parser.add_argument("--requests", type=int, default=3000, help="most requests per cell (default 3000)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="slices per cell, the servers taking turns, so that a slow spell of a noisy machine "
+                             "falls on all of them (default 4)")
     parser.add_argument("--mlflow-python", default=os.environ.get("MLFLOW_PYTHON"),
                         help="python of a virtualenv with mlflow installed (default $MLFLOW_PYTHON; absent: skip)")
     args = parser.parse_args(argv)
@@ -246,15 +256,22 @@ def main(argv=None):
 
 
 def measure(servers: dict, prepared: dict, args) -> dict:
-    "Every server at every (rows, concurrency) cell; a warm-up first."
+    "Every server at every (rows, concurrency) cell: a warm-up, then `--rounds` slices per server, taking turns."
     results = {}
     for rows in (1, 100):
         payload = body(prepared["rows"], prepared["features"], rows)
         for concurrency in (1, 16):
-            for name, (url, headers) in servers.items():
+            slices = {name: [] for name in servers}
+            for url, headers in servers.values():
                 load(url, payload, 2, 0.5, 50, headers)
-                results[(name, rows, concurrency)] = load(url, payload, concurrency, args.seconds, args.requests,
-                                                          headers)
+            for turn in range(args.rounds):
+                names = list(servers)[turn % len(servers):] + list(servers)[:turn % len(servers)]
+                for name in names:
+                    url, headers = servers[name]
+                    slices[name].append(load(url, payload, concurrency, args.seconds / args.rounds,
+                                             max(1, args.requests // args.rounds), headers))
+            for name, pieces in slices.items():
+                results[(name, rows, concurrency)] = summary(pieces)
     return results
 
 
