@@ -272,7 +272,7 @@ class RowChecker:
             if column in self.forbidden:
                 present = [index for index, value in enumerate(values) if value is not MISSING]
                 failing[(column, "forbidden column (direct identifier)")] = present
-            elif not is_identifier(column, self.features):
+            elif column in self.specs or not is_identifier(column, self.features):
                 typed = self._plain_column(column, values)
                 if typed is None:
                     typed = self._column_by_value(column, values, failing)

@@ -143,7 +143,11 @@ def test_contract_failures_listed_all_at_once_without_values(client):
     assert failures[("student_email", "forbidden column (direct identifier)")] == [2]
     assert failures[("tutor_notes", "PII pattern phone")] == [3]
     assert failures[("confidence", "required column missing")] == [3]
-    for value in ("130.5", "smartwatch", "ada.lovelace", "555 010", rows[0]["student_id"]):
+    rows[0]["module_id"] = "M99"  # an identifier the contract describes: checked against its categories
+    answer = client.post("/invocations", json={"dataframe_records": rows}, headers=AUTH)
+    failures = {(f["column"], f["check"]): f["rows"] for f in answer.json()["error"]["failures"]}
+    assert failures[("module_id", "allowed categories")] == [0]
+    for value in ("130.5", "smartwatch", "ada.lovelace", "555 010", "M99", rows[0]["student_id"]):
         assert value not in answer.text
     assert answer.headers["x-model-version"] == "1"
 
