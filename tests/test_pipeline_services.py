@@ -2,6 +2,11 @@
 
 import json
 import os
+import signal
+import subprocess
+import time
+
+import pytest
 
 from test_serving_app import make_served_archive
 
@@ -65,11 +70,8 @@ def test_services_refused_in_parallel_and_a_server_that_cannot_start_stops_the_p
     assert server["exit_code"] != 0 and _gone(server["pid"])
 
 
-def test_interrupted_pipeline_stops_its_server(project):
-    import signal
-    import subprocess
-    import time
-
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_pipeline_stops_its_server(project, signum):
     from conftest import MLKIT
     _jobs(project)
     project.job("wait", "", "import time\ntime.sleep(60)")
@@ -86,7 +88,7 @@ def test_interrupted_pipeline_stops_its_server(project):
                     record = written
             time.sleep(0.2)
         assert record is not None, "the pipeline never reached its waiting stage"
-        pipeline.send_signal(signal.SIGINT)  # Ctrl-C, to the pipeline process only
+        pipeline.send_signal(signum)  # Ctrl-C or a CI runner's cancel, to the pipeline process only
         assert pipeline.wait(60) == 1
     finally:
         if pipeline.poll() is None:
@@ -94,3 +96,7 @@ def test_interrupted_pipeline_stops_its_server(project):
             pipeline.wait(10)
     [server] = record["services"]
     assert _gone(server["pid"]), "an interrupted pipeline left its server running"
+    [path] = (project.root / "runs" / "pipelines" / "served").glob("*.json")
+    final = json.loads(path.read_text())
+    assert final["services"][0]["stopped_at"] and final["services"][0]["exit_code"] == 0  # stopped by the pipeline
+    assert {s["stage"]: s["status"] for s in final["stages"]}["boom"] == "interrupted"
