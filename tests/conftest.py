@@ -9,6 +9,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+# `pytest -n 2` runs two tests at once on two cores; a kernel training a model with two OpenMP threads beside
+# another one spins for the core they share (a 30 s test took 185 s). One thread each, inherited by every kernel.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 MLKIT = str(Path(sys.executable).with_name("mlkit"))
 REPO = Path(__file__).resolve().parent.parent
 # A deployment with real students sets a secret pseudonym key; tests that ingest a data file pass this one
