@@ -7,9 +7,9 @@ Docs: https://mlkit-dev.github.io/mlkit/archive.html.md"""
 # %% auto #0
 __all__ = ['INDEX_FILE', 'STAGING_DIR', 'MANIFEST_FILE', 'STATUSES', 'DAMAGED', 'RESERVED_NAMES', 'SCHEMA_VERSION',
            'INDEX_VERSION', 'VERIFY_CHECKS', 'new_run_id', 'check_run_reference', 'utc_now', 'iso', 'check_job_name',
-           'write_json_atomic', 'inspect_manifest', 'read_manifest', 'Run', 'IndexDamagedError', 'writable', 'Archive',
-           'check_manifests', 'check_files', 'check_index', 'check_models', 'verify', 'open_archive', 'list_runs',
-           'get_run']
+           'write_json_atomic', 'inspect_manifest', 'read_manifest', 'Run', 'IndexDamagedError', 'writable',
+           'process_alive', 'Archive', 'check_manifests', 'check_files', 'check_index', 'check_models', 'verify',
+           'open_archive', 'list_runs', 'get_run']
 
 # %% ../nbs/05_archive.ipynb #52374422
 import contextlib
@@ -439,8 +439,8 @@ def _pick_run(runs: list, reference: str, root: Path) -> Run:
     return runs[0]
 
 # %% ../nbs/05_archive.ipynb #a5c0de68
-def _process_alive(pid: int) -> bool:
-    "True when process `pid` exists."
+def process_alive(pid: int) -> bool:
+    "True when process `pid` exists on this machine (one we may not signal counts as existing)."
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -457,7 +457,7 @@ def _sweep_staging(staging_root: Path) -> list:
         return removed
     for folder in staging_root.iterdir():
         pid_text = folder.name.rsplit(".", 1)[-1]
-        if pid_text.isdigit() and not _process_alive(int(pid_text)):
+        if pid_text.isdigit() and not process_alive(int(pid_text)):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder.name)
     return removed

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .archive import process_alive
+
 # %% ../nbs/21_prediction_log.ipynb #dcb551eb
 LOG_KINDS = ("requests", "feedback")
 
@@ -63,17 +65,6 @@ def compact_segment(path) -> Path | None:
 
 # %% ../nbs/21_prediction_log.ipynb #52b67a94
 SEGMENT_LINES = 10_000
-
-
-def _process_alive(pid: int) -> bool:
-    "True when a process with id `pid` exists on this machine."
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 # %% ../nbs/21_prediction_log.ipynb #64ba54a6
 class SegmentWriter:
@@ -120,7 +111,7 @@ class SegmentWriter:
         made = []
         for path in sorted(self.folder.glob("*.jsonl")):
             pid = _segment_pid(path)
-            if pid is not None and pid != os.getpid() and not _process_alive(pid):
+            if pid is not None and pid != os.getpid() and not process_alive(pid):
                 made.append(compact_segment(path))
         return [path for path in made if path]
 

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .archive import MANIFEST_FILE, RESERVED_NAMES
+from .archive import MANIFEST_FILE, RESERVED_NAMES, process_alive
 from .charts import bars_svg, line_svg, scatter_svg
 from .errors import UsageError
 
@@ -39,17 +39,6 @@ def default_report_dir(archive_root) -> Path:
     return Path(archive_root) / REPORT_DIR
 
 # %% ../nbs/27_report.ipynb #38f579fa
-def _alive(pid) -> bool:
-    "True when process `pid` exists."
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError, TypeError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def page_link(archive_root, page: str) -> str | None:
     "Address of report page `page` (e.g. `runs/<id>.html`): on the running `mlkit ui`, else as a file, else None."
     site = default_report_dir(archive_root)
@@ -57,7 +46,7 @@ def page_link(archive_root, page: str) -> str | None:
         ui = json.loads((site / UI_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         ui = None
-    if isinstance(ui, dict) and _alive(ui.get("pid")):
+    if isinstance(ui, dict) and isinstance(ui.get("pid"), int) and process_alive(ui["pid"]):
         return f"http://127.0.0.1:{ui['port']}/{page}"
     target = site / page
     return target.resolve().as_uri() if target.is_file() else None
