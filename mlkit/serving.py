@@ -15,14 +15,12 @@ __all__ = ['MISSING', 'MAX_ROWS_LISTED', 'MAX_ROWS', 'logger', 'OPEN_PREFIXES', 
 import hmac
 import json
 import logging
-import math
 import re
 import threading
 import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -34,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .archive import iso, open_archive, utc_now
 from .contract import load_contract
+from .contract_checks import pattern_found, plain_typed, value_check
 from .errors import MlkitError, UsageError
 from .fingerprint import sha256_file
 from .models import IntegrityError, load_model
@@ -144,80 +143,6 @@ class Batch:
         return {name: [None if value is MISSING else value for value in values] if MISSING in values else values
                 for name, values in self.columns.items()}
 
-# %% ../nbs/20_serving.ipynb #8737ffd4
-_BOOLEAN_TEXT = {"true": True, "false": False, "1": True, "0": False}
-
-
-def _typed(value, dtype: str):
-    "`value` converted to contract dtype `dtype`; `ValueError` or `TypeError` when it does not convert."
-    if dtype in ("integer", "float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise TypeError(dtype)
-        number = float(value)
-        if dtype == "integer" and not number.is_integer():
-            raise ValueError(dtype)
-        return int(number) if dtype == "integer" else number
-    if dtype == "boolean":
-        if isinstance(value, bool):
-            return value
-        if str(value).lower() not in _BOOLEAN_TEXT:
-            raise ValueError(dtype)
-        return _BOOLEAN_TEXT[str(value).lower()]
-    if isinstance(value, (dict, list)):
-        raise TypeError(dtype)
-    if dtype == "datetime":
-        datetime.fromisoformat(str(value))
-    return value if dtype == "datetime" or isinstance(value, str) else str(value)
-
-# %% ../nbs/20_serving.ipynb #e8fddb85
-def _value_check(value, spec: dict) -> tuple:
-    "The value converted to its column's type, and the name of the check it fails (None when it passes)."
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None, None if spec.get("nullable", True) else "not null"
-    try:
-        typed = _typed(value, spec["dtype"])
-    except (KeyError, TypeError, ValueError, OverflowError):
-        return None, f"dtype {spec['dtype']}"
-    if "min" in spec and typed < spec["min"]:
-        return typed, f"min {spec['min']}"
-    if "max" in spec and typed > spec["max"]:
-        return typed, f"max {spec['max']}"
-    if "allowed" in spec and str(typed) not in {str(allowed) for allowed in spec["allowed"]}:
-        return typed, "allowed categories"
-    return typed, None
-
-# %% ../nbs/20_serving.ipynb #4c1d2e06
-_PLAIN_TYPES = {"integer": {int}, "float": {int, float}, "boolean": {bool}, "string": {str}}
-
-
-def _plain_typed(values: list, spec: dict) -> list | None:
-    "`values` as their column's type when whole-column checks show that every one passes; None when one may fail."
-    kinds = set(map(type, values))
-    if not values or not kinds <= _PLAIN_TYPES.get(spec["dtype"], set()):
-        return None
-    try:
-        if float in kinds and any(map(math.isnan, values)):
-            return None
-        typed = list(map(float, values)) if spec["dtype"] == "float" and int in kinds else values
-        if "min" in spec and min(typed) < spec["min"]:
-            return None
-        if "max" in spec and max(typed) > spec["max"]:
-            return None
-    except OverflowError:
-        return None
-    if "allowed" in spec and not set(map(str, typed)) <= {str(allowed) for allowed in spec["allowed"]}:
-        return None
-    return typed
-
-# %% ../nbs/20_serving.ipynb #4c1d2e0b
-def _pattern_found(texts, patterns: dict) -> str | None:
-    "The label of a forbidden pattern (label → compiled regex) that one of `texts` matches, or None."
-    for text in set(texts):
-        for label, pattern in patterns.items():
-            if pattern.search(text):
-                return label
-    return None
-
 # %% ../nbs/20_serving.ipynb #9e55cafe
 MAX_ROWS_LISTED = 100
 
@@ -237,21 +162,21 @@ class RowChecker:
         kinds = set(map(type, values))
         if not kinds <= {int, float, bool, str}:
             return None
-        if str in kinds and _pattern_found([v for v in values if type(v) is str], self.patterns):
+        if str in kinds and pattern_found([v for v in values if type(v) is str], self.patterns):
             return None
         if column in self.specs:
-            return _plain_typed(values, self.specs[column])
+            return plain_typed(values, self.specs[column])
         return values if self.open or column in self.features else None
 
     def _value_failure(self, column: str, value) -> tuple:
         "One field's converted value and the check it fails (None when it passes)."
         if value is MISSING:
             return None, "required column missing" if column in self.features else None
-        label = _pattern_found([value], self.patterns) if isinstance(value, str) else None
+        label = pattern_found([value], self.patterns) if isinstance(value, str) else None
         if label:
             return None, f"PII pattern {label}"
         if column in self.specs:
-            return _value_check(value, self.specs[column])
+            return value_check(value, self.specs[column])
         return value, None if self.open or column in self.features else "unexpected column"
 
     def _column_by_value(self, column: str, values: list, failing: dict) -> list:
