@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from mlkit.contract import check_contract
-from mlkit.serving import Batch, RowChecker
+from mlkit.scoring import Batch, RowChecker
 
 PATTERNS = {"email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"}
 CASES = [
