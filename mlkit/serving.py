@@ -6,7 +6,7 @@ Docs: https://mlkit-dev.github.io/mlkit/serving.html.md"""
 
 # %% auto #0
 __all__ = ['OPEN_PREFIXES', 'INVOCATION_SCHEMA', 'ERROR_RESPONSES', 'logger', 'SERVING_PLUGINS_GROUP', 'pseudonym_key',
-           'ServingMetrics', 'ServingState', 'authorized', 'ServingMiddleware', 'read_json',
+           'ServingMetrics', 'ServingState', 'authorized', 'ServingMiddleware', 'read_request_json',
            'validation_error_response', 'request_error_response', 'Outcome', 'Feedback', 'record_feedback',
            'add_routes', 'serving_plugins', 'create_app']
 
@@ -170,7 +170,7 @@ class ServingMiddleware:
         return None
 
 # %% ../nbs/20_serving.ipynb #31e1cd50
-async def read_json(request: Request, limit: int):
+async def read_request_json(request: Request, limit: int):
     "The request's JSON body; `RequestError` 413 over `limit` bytes, 400 when it is not JSON."
     body = b""
     async for chunk in request.stream():
@@ -263,7 +263,7 @@ def add_routes(app: FastAPI, state: ServingState):
         "Predict: the probability of the positive class per row."
         served = state.holder.current
         request.scope["mlkit.model_version"] = served.version
-        batch = parse_invocation(await read_json(request, state.max_body_bytes))
+        batch = parse_invocation(await read_request_json(request, state.max_body_bytes))
         predictions = await run_in_threadpool(state.predict, served, batch, request.scope["mlkit.request_id"],
                                               request.scope["mlkit.started"])
         return JSONResponse({"predictions": predictions})
