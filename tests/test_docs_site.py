@@ -133,3 +133,23 @@ def test_a_failing_notebook_stops_the_build_with_its_name(tmp_path):
     notebook.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}))
     with pytest.raises(SystemExit, match=r"(?s)notebook .*07_broken\.ipynb failed.*NameError"):
         docs.execute_all({notebook: "broken"}, tmp_path / "src", 1, 60)
+
+
+def test_docstring_and_modidx_links_point_into_the_site(site):
+    from mlkit._modidx import d
+    base = d["settings"]["doc_host"] + d["settings"]["doc_baseurl"] + "/"
+    links = [url for symbols in d["syms"].values() for url, _ in symbols.values()]
+    for path in (ROOT / "mlkit").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        links += [url.removeprefix(base) for url in re.findall(r"Docs: (https?://[^\s\"']+)", text)]
+    assert len(links) > 100 and all(not link.startswith("http") for link in links), links[:5]
+    ids = {}
+    missing = []
+    for link in links:
+        name, _, fragment = link.partition("#")
+        if not (site / name).is_file():
+            missing.append(link)
+        elif fragment:
+            ids.setdefault(name, set(re.findall(r'id="([^"]+)"', (site / name).read_text(encoding="utf-8"))))
+            missing += [link] if fragment not in ids[name] else []
+    assert missing == []

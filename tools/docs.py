@@ -301,9 +301,14 @@ def build(out: Path, jobs: int) -> None:
         (source / "_static").mkdir()
         (source / "_static" / "mlkit.css").write_text(CSS, encoding="utf-8")
         start = time.time()
-        status = build_main(["-b", "html", "-q", "-d", str(Path(tmp) / "doctrees"), str(source), str(out)])
+        html = Path(tmp) / "html"  # MyST-NB writes into the output folder's parent: keep that in the temporary folder
+        status = build_main(["-b", "html", "-q", "-d", str(Path(tmp) / "doctrees"), str(source), str(html)])
         if status:
             raise SystemExit(f"docs: sphinx failed (status {status})")
+        if out.exists():
+            out.rmdir()  # empty: main() refuses a folder with anything but an earlier build, and removes that
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(html, out)
         for page in pages.values():
             (out / f"{page}.html.md").write_text(markdown_twin(source / f"{page}.ipynb"), encoding="utf-8")
         print(f"docs: rendered {len(pages) + 1} pages in {time.time() - start:.0f}s into {out}")
