@@ -75,7 +75,7 @@ def test_every_page_opens_offline_and_every_internal_link_resolves(site, page):
     expected = {page_of(path) for path in notebooks} | {"api.html", "index.html", "search.html"}
     missing = sorted(name for name in expected if not (site / name).is_file())
     assert missing == [], f"pages missing for notebooks: {missing}"
-    ids, broken, fragments = {}, [], []
+    ids, broken, fragments, titles = {}, [], [], []
     queue, seen = [site / "index.html"], set()
     while queue:
         path = queue.pop()
@@ -84,6 +84,7 @@ def test_every_page_opens_offline_and_every_internal_link_resolves(site, page):
         seen.add(path)
         page.goto(path.as_uri(), wait_until="load")
         ids[path] = set(page.eval_on_selector_all("[id]", "els => els.map(e => e.id)"))
+        titles += [f"{path.relative_to(site)}: {count} titles"] if (count := page.locator("h1").count()) != 1 else []
         links = page.eval_on_selector_all("a[href], link[href], script[src], img[src]",
                                           "els => els.map(e => e.href || e.src)")
         for url in links:
@@ -96,6 +97,7 @@ def test_every_page_opens_offline_and_every_internal_link_resolves(site, page):
                 queue.append(target)
                 fragments += [(path, target, fragment)] if fragment else []
     assert problems == []
+    assert titles == [], "one title a page (a notebook without one would get two)"
     assert {name for name in expected if site / name not in seen} == set(), "pages no link reaches"
     broken += [f"{path.relative_to(site)} -> {target.relative_to(site)}#{fragment}"
                for path, target, fragment in fragments if fragment not in ids[target]]

@@ -30,10 +30,14 @@ NBS = ROOT / "nbs"
 LIB = ROOT / "mlkit"
 DIRECTIVE = re.compile(r"^\s*#\s*\|")
 
+SKIPPED = ("```{note}\nThis notebook is not executed for the documentation (`skip_exec` in its front matter, as for "
+           "`nbdev-test`): it is shown without outputs.\n```")
+
 # The notebooks' code is up to 110 characters wide (ruff's line length): a wider column than furo's 46em.
 CSS = ".content { width: 60em; max-width: 100%; }\n"
 
 CONF = '''project = "mlkit"
+copyright = "the mlkit developers"
 html_title = "mlkit"
 extensions = ["myst_nb"]
 html_theme = "furo"
@@ -94,6 +98,8 @@ def page_cell(cell) -> list:
     if "hide" in directives or directives.get("include") == ["false"]:
         return []
     source = "".join(line for line in cell.source.splitlines(keepends=True) if not DIRECTIVE.match(line))
+    if cell.cell_type == "raw":
+        return []  # front matter (e.g. `skip_exec: true`)
     if cell.cell_type != "code":
         return [{"cell_type": cell.cell_type, "metadata": {}, "source": cell.source}]
     if not source.strip():
@@ -137,6 +143,8 @@ def execute(notebook: Path, dest: Path, cell_timeout: int) -> tuple:
     cells = [shown for cell in nb.cells for shown in page_cell(cell)]
     if not (cells and cells[0]["cell_type"] == "markdown" and cells[0]["source"].startswith("# ")):
         cells.insert(0, {"cell_type": "markdown", "metadata": {}, "source": f"# {notebook.stem}"})
+    if not run and any(cell["cell_type"] == "code" for cell in cells):
+        cells.insert(1, {"cell_type": "markdown", "metadata": {}, "source": SKIPPED})
     for number, cell in enumerate(cells):
         cell["id"] = f"cell-{number}"
     page = {"nbformat": 4, "nbformat_minor": 5, "cells": cells,
@@ -257,7 +265,7 @@ def toctree(pages: list) -> str:
             groups.setdefault(page.rpartition("/")[0], []).append(page)
     blocks = []
     for folder, members in sorted(groups.items(), key=lambda item: (item[0] != "", item[0])):
-        caption = folder or "Library"
+        caption = f"nbs/{folder}" if folder else "Library"
         blocks.append("```{toctree}\n:hidden:\n:caption: " + caption + "\n\n" + "\n".join(members) + "\n```")
     blocks.append("```{toctree}\n:hidden:\n:caption: Reference\n\napi\n```")
     return "\n\n".join(blocks)
