@@ -84,7 +84,8 @@ def test_every_page_opens_offline_and_every_internal_link_resolves(site, page):
         seen.add(path)
         page.goto(path.as_uri(), wait_until="load")
         ids[path] = set(page.eval_on_selector_all("[id]", "els => els.map(e => e.id)"))
-        titles += [f"{path.relative_to(site)}: {count} titles"] if (count := page.locator("h1").count()) != 1 else []
+        if path.name != "search.html" and (count := page.locator("h1").count()) != 1:
+            titles.append(f"{path.relative_to(site)}: {count} titles")
         links = page.eval_on_selector_all("a[href], link[href], script[src], img[src]",
                                           "els => els.map(e => e.href || e.src)")
         for url in links:
