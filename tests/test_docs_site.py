@@ -1,8 +1,10 @@
 """The documentation site (`python tools/docs.py --out DIR`) in a real browser, opened from file://."""
 
+import fcntl
 import importlib
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -35,11 +37,16 @@ def public_names() -> dict:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """The site built by the documented command."""
-    out = tmp_path_factory.mktemp("docs") / "site"
-    done = subprocess.run([sys.executable, "tools/docs.py", "--out", str(out)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    """The site built by the documented command, once for all pytest-xdist workers (they share the parent folder)."""
+    shared = tmp_path_factory.getbasetemp()
+    shared = shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared
+    out = shared / "docs-site"
+    with open(shared / "docs-site.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "index.html").is_file():
+            done = subprocess.run([sys.executable, "tools/docs.py", "--out", str(out)], cwd=ROOT, capture_output=True,
+                                  text=True, timeout=600, check=False)
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return out
 
 
