@@ -6,7 +6,8 @@ Docs: https://mlkit-dev.github.io/mlkit/cli_runs.html.md"""
 
 # %% auto #0
 __all__ = ['run_summary_line', 'failure_line', 'command_run', 'command_runs_list', 'command_runs_show', 'command_runs_diff',
-           'command_runs_compare', 'command_runs_reindex', 'command_runs_verify', 'command_reproduce', 'add_commands']
+           'command_runs_compare', 'command_runs_reindex', 'command_runs_verify', 'command_runs_pin',
+           'command_reproduce', 'add_commands']
 
 # %% ../nbs/32_cli_runs.ipynb #91dcef25
 from .cli import add_archive_option, command_group, metrics_text, print_json, say
@@ -266,6 +267,25 @@ def _add_runs_verify(runs):
     add_archive_option(check)
     check.set_defaults(handler=command_runs_verify)
 
+# %% ../nbs/32_cli_runs.ipynb #7cb2268e
+def command_runs_pin(args) -> int:
+    "mlkit runs pin / unpin RUN: keep (or stop keeping) a run's objects whatever gc is told."
+    from mlkit.archive import open_archive
+    from mlkit.gc import pin_run
+    store = open_archive(args.archive)
+    found = store.get_run(args.run)
+    pin_run(store.root, found.id, pinned=args.runs_command == "pin")
+    print(f"run {found.id} {'pinned' if args.runs_command == 'pin' else 'unpinned'}")
+    return 0
+
+
+def _add_runs_pin(runs):
+    for name, text in (("pin", "keep a run's snapshots whatever gc is told"), ("unpin", "undo mlkit runs pin")):
+        pin = runs.add_parser(name, help=text)
+        pin.add_argument("run", help="run id or unique prefix")
+        add_archive_option(pin)
+        pin.set_defaults(handler=command_runs_pin)
+
 # %% ../nbs/32_cli_runs.ipynb #cb496a0a
 def command_reproduce(args) -> int:
     "mlkit reproduce RUN: re-execute a run and compare."
@@ -297,6 +317,7 @@ def add_commands(commands):
     "Add `mlkit run`, the `mlkit runs` group and `mlkit reproduce` to the `mlkit` subcommands."
     _add_run(commands)
     runs = command_group(commands, "runs", "list, show, compare and index archived runs")
-    for add in (_add_runs_list, _add_runs_show, _add_runs_diff, _add_runs_compare, _add_runs_reindex, _add_runs_verify):
+    for add in (_add_runs_list, _add_runs_show, _add_runs_diff, _add_runs_compare, _add_runs_reindex, _add_runs_verify,
+                _add_runs_pin):
         add(runs)
     _add_reproduce(commands)
