@@ -76,13 +76,9 @@ COMMANDS_ENTRY_POINTS = "mlkit.commands"
 
 
 def _add_plugin_commands(commands):
-    "Let every installed package in the `mlkit.commands` entry-point group add its commands."
-    from importlib.metadata import entry_points
-    for point in sorted(entry_points(group=COMMANDS_ENTRY_POINTS), key=lambda p: p.name):
-        try:
-            point.load()(commands)
-        except Exception as error:
-            say(f"warning: commands of {point.name!r} ({point.value}) left out: {type(error).__name__}: {error}")
+    "Let every installed package in the `mlkit.commands` entry-point group add its commands (see `load_plugins`)."
+    from mlkit.plugins import load_plugins
+    load_plugins(COMMANDS_ENTRY_POINTS, use=lambda add_commands: add_commands(commands))
 
 # %% ../../nbs/cli/31_cli.ipynb #c2f61562
 def build_parser() -> argparse.ArgumentParser:
