@@ -50,9 +50,11 @@ def add_archive_option(parser: argparse.ArgumentParser):
     parser.add_argument("--archive", metavar="PATH", help="run archive (default: $MLKIT_ARCHIVE, else the project's)")
 
 # %% ../../nbs/cli/31_cli.ipynb #a7c1d017
-def command_group(commands, name: str, help: str):
-    "The subcommands of group `name` under `commands` (created, with `help`, when it does not exist yet)."
+def command_group(commands, name: str, help: str | None = None):
+    "The subcommands of group `name` under `commands`; its owner creates it with `help`, other modules add verbs to it."
     if name not in commands.choices:
+        if help is None:
+            raise ValueError(f"no command group {name!r} to add to: the module that owns it adds it first")
         group = commands.add_parser(name, help=help)
         group.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
     parser = commands.choices[name]

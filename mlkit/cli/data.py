@@ -122,7 +122,7 @@ def _add_env(commands):
 # %% ../../nbs/cli/38_data.ipynb #512a6ac8
 def add_commands(commands):
     "Add `mlkit data checkout`, `mlkit gc` and `mlkit env`."
-    data = command_group(commands, "data", "a run's data: checkout")
+    data = command_group(commands, "data", "a run's data: checkout, and the verbs packages add")
     _add_data_checkout(data)
     _add_gc(commands)
     _add_env(commands)

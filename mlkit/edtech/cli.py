@@ -124,7 +124,7 @@ def _add_recommend(commands):
 # %% ../../nbs/edtech/64_cli.ipynb #e494f60f
 def add_commands(commands):
     "Add `mlkit data generate`, `mlkit data ingest` and `mlkit recommend` to the `mlkit` subcommands."
-    data = command_group(commands, "data", "datasets: the example's synthetic data and its ingestion")
+    data = command_group(commands, "data")  # mlkit's group (mlkit.cli.data owns it): the example adds two verbs
     _add_data_generate(data)
     _add_data_ingest(data)
     _add_recommend(commands)
