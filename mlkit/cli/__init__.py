@@ -61,9 +61,9 @@ def command_group(commands, name: str, help: str | None = None):
     return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 # %% ../../nbs/cli/31_cli.ipynb #9f43cb49
-def add_command(group, name: str, handler, help: str, *, json: str | None = None, archive: bool = True):
+def add_command(group, name: str, handler, help: str, *, json: str | None = None, archive: bool = True, **options):
     "Add command `name` (run by `handler`) to `group`, with `--json` (help `json`) and `--archive`; returns its parser."
-    parser = group.add_parser(name, help=help)
+    parser = group.add_parser(name, help=help, **options)
     parser.set_defaults(handler=handler)
     if json:
         parser.add_argument("--json", action="store_true", help=json)

@@ -10,7 +10,7 @@ __all__ = ['command_contract_infer', 'command_contract_check', 'add_commands']
 # %% ../../nbs/cli/33_contract.ipynb #eb1f60ee
 from pathlib import Path
 
-from . import command_group, print_json
+from . import add_command, command_group, emit
 
 # %% ../../nbs/cli/33_contract.ipynb #094012a1
 def command_contract_infer(args) -> int:
@@ -25,14 +25,14 @@ def command_contract_infer(args) -> int:
 
 
 def _add_contract_infer(contract):
-    infer = contract.add_parser("infer", help="write a contract from reference data, for review")
+    infer = add_command(contract, "infer", command_contract_infer, "write a contract from reference data, for review",
+                        archive=False)
     infer.add_argument("data", help="reference data (CSV or Parquet)")
     infer.add_argument("--out", required=True, metavar="FILE.yaml", help="contract file to write")
     infer.add_argument("--name", help="contract name (default: the data file's name)")
     infer.add_argument("--key", action="append", help="key column (repeatable; default: a unique *_id column)")
     infer.add_argument("--forbid", action="append", metavar="COLUMN",
                        help="a column that must never appear, besides the usual direct identifiers (repeatable)")
-    infer.set_defaults(handler=command_contract_infer)
 
 # %% ../../nbs/cli/33_contract.ipynb #0f3b115f
 def command_contract_check(args) -> int:
@@ -41,19 +41,16 @@ def command_contract_check(args) -> int:
     from mlkit.tables import read_table
     contract = load_contract(args.contract)
     report = check_contract(read_table(args.data), contract)
-    if args.json:
-        print_json(report.as_dict())
-    else:
-        print(report.text())
+    emit(args, report.as_dict(), report.text)
     return 0 if report.passed else 1
 
 
 def _add_contract_check(contract):
-    check = contract.add_parser("check", help="check data against a contract (exit 1 on any failure)")
+    check = add_command(contract, "check", command_contract_check,
+                        "check data against a contract (exit 1 on any failure)",
+                        json="print the report as JSON", archive=False)
     check.add_argument("data", help="data to check (CSV or Parquet)")
     check.add_argument("--contract", required=True, metavar="FILE.yaml", help="the contract")
-    check.add_argument("--json", action="store_true", help="print the report as JSON")
-    check.set_defaults(handler=command_contract_check)
 
 # %% ../../nbs/cli/33_contract.ipynb #0ae76ec0
 def add_commands(commands):

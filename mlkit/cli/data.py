@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from ..archive import Archive, open_archive
-from . import add_archive_option, command_group, say
+from . import add_command, command_group, say
 from ..errors import MlkitError, UsageError
 from ..gc import collect_garbage, plan_gc
 from ..objects import object_path, read_object
@@ -57,11 +57,9 @@ def command_data_checkout(args) -> int:
 
 
 def _add_data_checkout(data):
-    checkout = data.add_parser("checkout", help="write a run's snapshotted inputs into a folder")
+    checkout = add_command(data, "checkout", command_data_checkout, "write a run's snapshotted inputs into a folder")
     checkout.add_argument("run", help="run id or unique prefix")
     checkout.add_argument("--to", required=True, metavar="DIR", help="folder to write the inputs into")
-    add_archive_option(checkout)
-    checkout.set_defaults(handler=command_data_checkout)
 
 # %% ../../nbs/cli/38_data.ipynb #4abfe3d6
 def parse_age(text: str) -> timedelta:
@@ -89,12 +87,10 @@ def command_gc(args) -> int:
 
 
 def _add_gc(commands):
-    gc = commands.add_parser("gc", help="delete snapshots no kept run needs (dry run unless --yes)")
+    gc = add_command(commands, "gc", command_gc, "delete snapshots no kept run needs (dry run unless --yes)")
     gc.add_argument("--older-than", default="30d", metavar="AGE", help="keep runs newer than AGE, and objects stored or reused since (default 30d)")
     gc.add_argument("--keep-last", type=int, default=1, metavar="N", help="keep the last N runs of each job (1)")
     gc.add_argument("--yes", action="store_true", help="really delete (default: only say what would go)")
-    add_archive_option(gc)
-    gc.set_defaults(handler=command_gc)
 
 # %% ../../nbs/cli/38_data.ipynb #eba8cbc8
 def command_env(args) -> int:
@@ -113,11 +109,9 @@ def command_env(args) -> int:
 
 
 def _add_env(commands):
-    env = commands.add_parser("env", help="a run's environment as a requirements file or a Dockerfile")
+    env = add_command(commands, "env", command_env, "a run's environment as a requirements file or a Dockerfile")
     env.add_argument("run", help="run id or unique prefix")
     env.add_argument("--format", choices=("requirements", "dockerfile"), default="requirements")
-    add_archive_option(env)
-    env.set_defaults(handler=command_env)
 
 # %% ../../nbs/cli/38_data.ipynb #512a6ac8
 def add_commands(commands):

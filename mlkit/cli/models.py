@@ -9,7 +9,7 @@ __all__ = ['command_models_register', 'command_models_list', 'command_models_sho
            'command_models_rollback', 'command_models_history', 'add_commands']
 
 # %% ../../nbs/cli/34_models.ipynb #783490ee
-from . import add_archive_option, command_group, metrics_text, print_json
+from . import add_command, command_group, emit, metrics_text, print_json
 from ..textable import format_table
 
 # %% ../../nbs/cli/34_models.ipynb #b2c0a007
@@ -29,12 +29,10 @@ def command_models_register(args) -> int:
 
 
 def _add_models_register(models):
-    model_register = models.add_parser("register", help="register a run's model as a new version")
+    model_register = add_command(models, "register", command_models_register, "register a run's model as a new version")
     model_register.add_argument("name")
     model_register.add_argument("--run", required=True, help="train run id or unique prefix")
     model_register.add_argument("--note", help="a note kept with the version")
-    add_archive_option(model_register)
-    model_register.set_defaults(handler=command_models_register)
 
 # %% ../../nbs/cli/34_models.ipynb #b2c0a046
 def _alias_names(current: dict, version: int) -> str:
@@ -67,19 +65,13 @@ def command_models_list(args) -> int:
     "mlkit models list [NAME]: registered models and versions, with the metrics each version has."
     registry = _open_registry(args.archive)
     entries = _version_entries(registry, [args.name] if args.name else registry.names())
-    if args.json:
-        print_json(entries)
-    else:
-        print(_versions_table(entries))
+    emit(args, entries, lambda: _versions_table(entries))
     return 0
 
 
 def _add_models_list(models):
-    model_list = models.add_parser("list", help="registered models and versions")
+    model_list = add_command(models, "list", command_models_list, "registered models and versions", json="print JSON")
     model_list.add_argument("name", nargs="?", help="one model")
-    model_list.add_argument("--json", action="store_true", help="print JSON")
-    add_archive_option(model_list)
-    model_list.set_defaults(handler=command_models_list)
 
 # %% ../../nbs/cli/34_models.ipynb #68ed46b7
 def command_models_show(args) -> int:
@@ -92,10 +84,8 @@ def command_models_show(args) -> int:
 
 
 def _add_models_show(models):
-    model_show = models.add_parser("show", help="one version: NAME, NAME:3 or NAME@ALIAS")
+    model_show = add_command(models, "show", command_models_show, "one version: NAME, NAME:3 or NAME@ALIAS")
     model_show.add_argument("reference")
-    add_archive_option(model_show)
-    model_show.set_defaults(handler=command_models_show)
 
 # %% ../../nbs/cli/34_models.ipynb #b2c0a023
 def _alias_move_line(event: dict, why: str) -> str:
@@ -113,13 +103,11 @@ def command_models_promote(args) -> int:
 
 
 def _add_models_promote(models):
-    model_promote = models.add_parser("promote", help="point an alias at a version")
+    model_promote = add_command(models, "promote", command_models_promote, "point an alias at a version")
     model_promote.add_argument("name")
     model_promote.add_argument("version", type=int)
     model_promote.add_argument("--alias", default="champion")
     model_promote.add_argument("--reason", help="why (kept in the history)")
-    add_archive_option(model_promote)
-    model_promote.set_defaults(handler=command_models_promote)
 
 # %% ../../nbs/cli/34_models.ipynb #4b5c5c15
 def command_models_rollback(args) -> int:
@@ -131,12 +119,11 @@ def command_models_rollback(args) -> int:
 
 
 def _add_models_rollback(models):
-    model_rollback = models.add_parser("rollback", help="move an alias back to its previous version")
+    model_rollback = add_command(models, "rollback", command_models_rollback,
+                                 "move an alias back to its previous version")
     model_rollback.add_argument("name")
     model_rollback.add_argument("--alias", default="champion")
     model_rollback.add_argument("--reason", help="why (kept in the history)")
-    add_archive_option(model_rollback)
-    model_rollback.set_defaults(handler=command_models_rollback)
 
 # %% ../../nbs/cli/34_models.ipynb #b2c0a043
 def _history_table(events: list) -> str:
@@ -151,20 +138,14 @@ def command_models_history(args) -> int:
     "mlkit models history NAME: every alias move."
     from mlkit.registry import history
     events = history(_open_registry(args.archive), args.name, args.alias)
-    if args.json:
-        print_json(events)
-    else:
-        print(_history_table(events))
+    emit(args, events, lambda: _history_table(events))
     return 0
 
 
 def _add_models_history(models):
-    model_history = models.add_parser("history", help="every alias move")
+    model_history = add_command(models, "history", command_models_history, "every alias move", json="print JSON")
     model_history.add_argument("name")
     model_history.add_argument("--alias", help="one alias")
-    model_history.add_argument("--json", action="store_true", help="print JSON")
-    add_archive_option(model_history)
-    model_history.set_defaults(handler=command_models_history)
 
 # %% ../../nbs/cli/34_models.ipynb #189ebaee
 def add_commands(commands):

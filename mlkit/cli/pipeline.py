@@ -10,7 +10,7 @@ __all__ = ['command_pipeline_run', 'command_pipeline_status', 'add_commands']
 # %% ../../nbs/cli/35_pipeline.ipynb #f63a7ef5
 import time
 
-from . import add_archive_option, command_group, print_json, say
+from . import add_command, command_group, emit, say
 from ..textable import format_table
 
 # %% ../../nbs/cli/35_pipeline.ipynb #c3d0a003
@@ -46,36 +46,28 @@ def command_pipeline_run(args) -> int:
     model = pipeline.model_name
     current = _model_aliases(store, model)
     failed = [r for r in results if r.status not in ("succeeded", "skipped")]
-    if args.json:
-        print_json({"pipeline": pipeline.name, "record": str(record), "model": model, "champion": current.get("champion"),
-                    "stages": [vars(r) for r in results]})
-        return 1 if failed else 0
-    print(_stages_table(results))
-    if model:
-        print("\n" + _champion_line(model, current))
-    print(f"took {time.monotonic() - began:.1f}s; archive {store.root}")
-    print(f"look at: mlkit runs list{f' | mlkit models history {model}' if model else ''} | record {record}")
-    if failed:
+    champion = f"\n\n{_champion_line(model, current)}" if model else ""
+    emit(args, {"pipeline": pipeline.name, "record": str(record), "model": model, "champion": current.get("champion"),
+                "stages": [vars(r) for r in results]},
+         lambda: f"{_stages_table(results)}{champion}\ntook {time.monotonic() - began:.1f}s; archive {store.root}\n"
+                 f"look at: mlkit runs list{f' | mlkit models history {model}' if model else ''} | record {record}")
+    if failed and not args.json:
         say(f"pipeline stopped: stage {failed[0].stage} {failed[0].status}: {failed[0].note}")
-        return 1
-    return 0
+    return 1 if failed else 0
 
 
 def _add_pipeline_run(pipeline):
-    pipeline_run = pipeline.add_parser(
-        "run", help="run the stages of params/pipeline.yaml",
+    pipeline_run = add_command(
+        pipeline, "run", command_pipeline_run, "run the stages of params/pipeline.yaml", json="print the stage results as JSON",
         description="Run a pipeline's stages. One pipeline runs at most once at a time per archive: while another "
                     "process runs it, this one is refused (exit 1, naming that process's pid, host and start time), "
                     "or waits for it with --wait. A killed run never leaves the lock behind.")
     pipeline_run.add_argument("--file", metavar="FILE.yaml", help="pipeline file (default params/pipeline.yaml)")
     pipeline_run.add_argument("--force", action="store_true", help="execute every stage, even cached ones")
-    pipeline_run.add_argument("--json", action="store_true", help="print the stage results as JSON")
     pipeline_run.add_argument("--max-workers", type=int, default=1, metavar="N", help="stages at once (default 1)")
     pipeline_run.add_argument("--executor", choices=["local", "dask"], default="local", help="where stages run")
     pipeline_run.add_argument("--address", metavar="tcp://HOST:PORT", help="Dask scheduler (default: a local cluster)")
     pipeline_run.add_argument("--wait", action="store_true", help="if this pipeline is running, wait for it to end")
-    add_archive_option(pipeline_run)
-    pipeline_run.set_defaults(handler=command_pipeline_run)
 
 # %% ../../nbs/cli/35_pipeline.ipynb #c3d0a023
 def _record_table(record: dict, state: str = "finished") -> str:
@@ -115,22 +107,15 @@ def command_pipeline_status(args) -> int:
         print("no pipeline has run in this archive")
         return 0
     state = pipeline_state(store, record)
-    if args.json:
-        print_json({**record, "state": state})
-        return 0
-    print(_status_line(record, state))
-    print(_record_table(record, state))
-    for line in _registry_lines(store):
-        print(line)
+    emit(args, {**record, "state": state},
+         lambda: "\n".join([_status_line(record, state), _record_table(record, state), *_registry_lines(store)]))
     return 0
 
 
 def _add_pipeline_status(pipeline):
-    status = pipeline.add_parser("status", help="the last pipeline run and the champion")
+    status = add_command(pipeline, "status", command_pipeline_status, "the last pipeline run and the champion",
+                         json="print JSON")
     status.add_argument("--name", help="pipeline name")
-    status.add_argument("--json", action="store_true", help="print JSON")
-    add_archive_option(status)
-    status.set_defaults(handler=command_pipeline_status)
 
 # %% ../../nbs/cli/35_pipeline.ipynb #4d4faeae
 def add_commands(commands):

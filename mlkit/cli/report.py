@@ -16,28 +16,24 @@ import threading
 import time
 from pathlib import Path
 
-from . import add_archive_option, print_json, say
+from . import add_command, emit, say
 
 # %% ../../nbs/cli/39_report.ipynb #9c765d6b
 def command_report(args) -> int:
     "mlkit report: build the static site of the archive."
     from mlkit.report import build_report
     result = build_report(args.archive, args.out)
-    if args.json:
-        print_json({"out": result.out, "written": len(result.written), "unchanged": result.unchanged,
-                    "removed": len(result.removed), "seconds": round(result.seconds, 3)})
-        return 0
-    print(result)
-    print(f"open: {(result.out / 'index.html').as_uri()}")
+    emit(args, {"out": result.out, "written": len(result.written), "unchanged": result.unchanged,
+                "removed": len(result.removed), "seconds": round(result.seconds, 3)},
+         f"{result}\nopen: {(result.out / 'index.html').as_uri()}")
     return 0
 
 
 def _add_report(commands):
-    report = commands.add_parser("report", help="write a static HTML report of the archive (opens from file://)")
+    report = add_command(commands, "report", command_report,
+                         "write a static HTML report of the archive (opens from file://)",
+                         json="print what was built as JSON")
     report.add_argument("--out", metavar="DIR", help="site folder (default <archive>/.report)")
-    report.add_argument("--json", action="store_true", help="print what was built as JSON")
-    add_archive_option(report)
-    report.set_defaults(handler=command_report)
 
 # %% ../../nbs/cli/39_report.ipynb #b3c5254d
 def archive_signature(root, skip: Path | None = None) -> list:
@@ -113,13 +109,11 @@ def command_ui(args) -> int:
 
 
 def _add_ui(commands):
-    ui = commands.add_parser("ui", help="serve the report on 127.0.0.1, rebuilt as the archive changes")
+    ui = add_command(commands, "ui", command_ui, "serve the report on 127.0.0.1, rebuilt as the archive changes")
     ui.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0 picks a free one)")
     ui.add_argument("--out", metavar="DIR", help="site folder (default <archive>/.report)")
     ui.add_argument("--interval", type=float, default=2.0, help="seconds between looks at the archive (default 2)")
     ui.add_argument("--for", dest="seconds", type=float, default=None, help="stop after this many seconds")
-    add_archive_option(ui)
-    ui.set_defaults(handler=command_ui)
 
 # %% ../../nbs/cli/39_report.ipynb #f5d3d692
 def _stop_on_sigterm():

@@ -10,7 +10,7 @@ __all__ = ['run_summary_line', 'failure_line', 'command_run', 'command_runs_list
            'command_reproduce', 'add_commands']
 
 # %% ../../nbs/cli/32_runs.ipynb #91dcef25
-from . import add_archive_option, command_group, metrics_text, print_json, say
+from . import add_command, command_group, emit, metrics_text, say
 from ..textable import format_table
 
 # %% ../../nbs/cli/32_runs.ipynb #7e6c9fff
@@ -39,11 +39,8 @@ def command_run(args) -> int:
                  cli_params=[tuple(pair) for pair in args.parameters or ()], timeout=args.timeout,
                  kernel=args.kernel, cwd=args.cwd, use_default_params=not args.no_default_params,
                  force=args.force, announce=None if args.json else say)
-    if args.json:
-        print_json({**result.manifest, "cached": result.cached, "path": str(result.path)})
-    else:
-        print(run_summary_line(result))
-        print(f"archived: {result.path}")
+    emit(args, {**result.manifest, "cached": result.cached, "path": str(result.path)},
+         f"{run_summary_line(result)}\narchived: {result.path}")
     if not result.succeeded:
         say(failure_line(result))
         return 1
@@ -51,7 +48,8 @@ def command_run(args) -> int:
 
 
 def _add_run(commands):
-    run = commands.add_parser("run", help="run a job notebook and archive the run")
+    run = add_command(commands, "run", command_run, "run a job notebook and archive the run",
+                      json="print the run's manifest as JSON")
     run.add_argument("job", help="job name (in the jobs folder) or notebook path")
     run.add_argument("-p", "--parameters", nargs=2, action="append", metavar=("NAME", "VALUE"),
                      help="a parameter (repeatable; parsed by the declared type)")
@@ -63,9 +61,6 @@ def _add_run(commands):
     run.add_argument("--cwd", metavar="DIR", help="working directory of the kernel (default: the notebook's)")
     run.add_argument("--no-default-params", action="store_true", help="do not apply params/<job>.yaml")
     run.add_argument("--force", action="store_true", help="execute even when the run cache has this run")
-    run.add_argument("--json", action="store_true", help="print the run's manifest as JSON")
-    add_archive_option(run)
-    run.set_defaults(handler=command_run)
 
 # %% ../../nbs/cli/32_runs.ipynb #c32a0019
 _LIST_HEADERS = ["id", "job", "status", "started (UTC)", "duration_s", "metrics"]
@@ -91,14 +86,10 @@ def command_runs_list(args) -> int:
     from mlkit.archive import DAMAGED, open_archive
     store = open_archive(args.archive)
     runs = store.list_runs(job=args.job, status=args.status, limit=args.limit)
-    if args.json:
-        print_json([{"id": r.id, "job": r.job, "status": r.status, "started_at": r.started_at,
-                     "duration_s": r.duration_s, "params": r.params, "metrics": r.metrics, "cached": r.cached,
-                     "path": str(r.path), **({"problem": r.problem} if r.problem else {})} for r in runs])
-    elif not runs:
-        print("no runs")
-    else:
-        print(format_table([_listed_row(run) for run in runs], _LIST_HEADERS, max_width=70))
+    emit(args, [{"id": r.id, "job": r.job, "status": r.status, "started_at": r.started_at, "duration_s": r.duration_s,
+                 "params": r.params, "metrics": r.metrics, "cached": r.cached, "path": str(r.path),
+                 **({"problem": r.problem} if r.problem else {})} for r in runs],
+         format_table([_listed_row(run) for run in runs], _LIST_HEADERS, max_width=70) if runs else "no runs")
     damaged = len(store.list_runs(job=args.job, status=DAMAGED)) if args.status is None else 0
     if damaged:
         say(f"{damaged} damaged run folder(s) not listed: `mlkit runs list --status damaged` shows why")
@@ -106,11 +97,8 @@ def command_runs_list(args) -> int:
 
 
 def _add_runs_list(runs):
-    listing = runs.add_parser("list", help="list archived runs")
+    listing = add_command(runs, "list", command_runs_list, "list archived runs", json="print JSON")
     _add_run_filters(listing)
-    listing.add_argument("--json", action="store_true", help="print JSON")
-    add_archive_option(listing)
-    listing.set_defaults(handler=command_runs_list)
 
 # %% ../../nbs/cli/32_runs.ipynb #c32a0023
 def _field(label: str, value) -> str:
@@ -160,19 +148,13 @@ def command_runs_show(args) -> int:
     "mlkit runs show RUN: one run's manifest."
     from mlkit.archive import open_archive
     found = open_archive(args.archive).get_run(args.run)
-    if args.json:
-        print_json({**found.manifest, "path": str(found.path)})
-    else:
-        print(_show_text(found))
+    emit(args, {**found.manifest, "path": str(found.path)}, lambda: _show_text(found))
     return 0
 
 
 def _add_runs_show(runs):
-    show = runs.add_parser("show", help="show one run")
+    show = add_command(runs, "show", command_runs_show, "show one run", json="print the manifest as JSON")
     show.add_argument("run", help="run id or unique prefix")
-    show.add_argument("--json", action="store_true", help="print the manifest as JSON")
-    add_archive_option(show)
-    show.set_defaults(handler=command_runs_show)
 
 # %% ../../nbs/cli/32_runs.ipynb #3ae0ac4b
 def command_runs_diff(args) -> int:
@@ -181,20 +163,14 @@ def command_runs_diff(args) -> int:
     from mlkit.compare import diff_runs, format_diff
     store = open_archive(args.archive)
     diff = diff_runs(store.get_run(args.a), store.get_run(args.b))
-    if args.json:
-        print_json(diff)
-    else:
-        print(format_diff(diff))
+    emit(args, diff, lambda: format_diff(diff))
     return 0
 
 
 def _add_runs_diff(runs):
-    diff = runs.add_parser("diff", help="what differs between two runs")
+    diff = add_command(runs, "diff", command_runs_diff, "what differs between two runs", json="print JSON")
     diff.add_argument("a", help="run id or unique prefix")
     diff.add_argument("b", help="run id or unique prefix")
-    diff.add_argument("--json", action="store_true", help="print JSON")
-    add_archive_option(diff)
-    diff.set_defaults(handler=command_runs_diff)
 
 # %% ../../nbs/cli/32_runs.ipynb #0a38c1b9
 def command_runs_compare(args) -> int:
@@ -209,23 +185,18 @@ def command_runs_compare(args) -> int:
     if args.metric and not any(args.metric in run.metrics for run in runs):
         known = sorted({name for run in runs for name in run.metrics})
         say(f"warning: no run has metric {args.metric!r} (metrics: {', '.join(known) or 'none'})")
-    if args.json:
-        headers, rows = compare_rows(runs, args.metric, args.ascending)
-        print_json([dict(zip(headers, row, strict=True)) for row in rows])
-    else:
-        print(compare_table(runs, args.metric, args.ascending))
+    headers, rows = compare_rows(runs, args.metric, args.ascending)
+    emit(args, [dict(zip(headers, row, strict=True)) for row in rows], lambda: compare_table(runs, args.metric, args.ascending))
     return 0
 
 
 def _add_runs_compare(runs):
-    compare = runs.add_parser("compare", help="one table over many runs (varying params, metrics)")
+    compare = add_command(runs, "compare", command_runs_compare, "one table over many runs (varying params, metrics)",
+                          json="print JSON")
     _add_run_filters(compare)
     compare.add_argument("--sweep", metavar="SWEEP", help="the runs of this sweep, ranked by its metric")
     compare.add_argument("--metric", help="sort by this metric (best first)")
     compare.add_argument("--ascending", action="store_true", help="lower is better for --metric")
-    compare.add_argument("--json", action="store_true", help="print JSON")
-    add_archive_option(compare)
-    compare.set_defaults(handler=command_runs_compare)
 
 # %% ../../nbs/cli/32_runs.ipynb #10449ed5
 def command_runs_reindex(args) -> int:
@@ -239,9 +210,7 @@ def command_runs_reindex(args) -> int:
 
 
 def _add_runs_reindex(runs):
-    reindex = runs.add_parser("reindex", help="rebuild the index from the manifests")
-    add_archive_option(reindex)
-    reindex.set_defaults(handler=command_runs_reindex)
+    add_command(runs, "reindex", command_runs_reindex, "rebuild the index from the manifests")
 
 # %% ../../nbs/cli/32_runs.ipynb #6184d763
 def command_runs_verify(args) -> int:
@@ -249,23 +218,17 @@ def command_runs_verify(args) -> int:
     from mlkit.archive import open_archive, verify
     store = open_archive(args.archive)
     problems = verify(store, args.run)
-    if args.json:
-        print_json({"archive": str(store.root), "run": args.run, "ok": not problems, "problems": problems})
-    elif problems:
-        print(format_table([[p["check"], p["run"] or "-", p["problem"]] for p in problems], ["check", "run", "problem"],
-                           max_width=100))
-        print(f"{len(problems)} problem(s) in {store.root}")
-    else:
-        print(f"ok: {'run ' + args.run if args.run else 'every run'} in {store.root} verified")
+    text = (format_table([[p["check"], p["run"] or "-", p["problem"]] for p in problems], ["check", "run", "problem"],
+                         max_width=100) + f"\n{len(problems)} problem(s) in {store.root}" if problems
+            else f"ok: {'run ' + args.run if args.run else 'every run'} in {store.root} verified")
+    emit(args, {"archive": str(store.root), "run": args.run, "ok": not problems, "problems": problems}, text)
     return 1 if problems else 0
 
 
 def _add_runs_verify(runs):
-    check = runs.add_parser("verify", help="check manifests, recorded files (sha256) and the index")
+    check = add_command(runs, "verify", command_runs_verify, "check manifests, recorded files (sha256) and the index",
+                        json="print JSON")
     check.add_argument("run", nargs="?", help="only this run (id or unique prefix)")
-    check.add_argument("--json", action="store_true", help="print JSON")
-    add_archive_option(check)
-    check.set_defaults(handler=command_runs_verify)
 
 # %% ../../nbs/cli/32_runs.ipynb #7cb2268e
 def command_runs_pin(args) -> int:
@@ -281,10 +244,8 @@ def command_runs_pin(args) -> int:
 
 def _add_runs_pin(runs):
     for name, text in (("pin", "keep a run's snapshots whatever gc is told"), ("unpin", "undo mlkit runs pin")):
-        pin = runs.add_parser(name, help=text)
+        pin = add_command(runs, name, command_runs_pin, text)
         pin.add_argument("run", help="run id or unique prefix")
-        add_archive_option(pin)
-        pin.set_defaults(handler=command_runs_pin)
 
 # %% ../../nbs/cli/32_runs.ipynb #cb496a0a
 def command_reproduce(args) -> int:
@@ -292,25 +253,19 @@ def command_reproduce(args) -> int:
     from mlkit.reproduce import reproduce
     result = reproduce(args.run, current=args.current, rtol=args.rtol, atol=args.atol, archive=args.archive,
                        timeout=args.timeout, announce=None if args.json else say)
-    if args.json:
-        print_json(result.as_dict())
-    else:
-        print(result.table())
-        verdict = "reproduced" if result.matched else "NOT reproduced"
-        print(f"\n{verdict}: run {result.original.id} -> new run {result.reproduced.id}")
+    verdict = "reproduced" if result.matched else "NOT reproduced"
+    emit(args, result.as_dict(), lambda: f"{result.table()}\n\n{verdict}: run {result.original.id} -> new run {result.reproduced.id}")
     return 0 if result.matched else 1
 
 
 def _add_reproduce(commands):
-    again = commands.add_parser("reproduce", help="re-execute an archived run and compare")
+    again = add_command(commands, "reproduce", command_reproduce, "re-execute an archived run and compare",
+                        json="print the comparison as JSON")
     again.add_argument("run", help="run id or unique prefix")
     again.add_argument("--current", action="store_true", help="use the working copy of the job notebook")
     again.add_argument("--rtol", type=float, default=0.0, help="relative tolerance for metrics (default exact)")
     again.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for metrics (default exact)")
     again.add_argument("--timeout", type=float, metavar="SECONDS", help="time limit for the re-execution")
-    again.add_argument("--json", action="store_true", help="print the comparison as JSON")
-    add_archive_option(again)
-    again.set_defaults(handler=command_reproduce)
 
 # %% ../../nbs/cli/32_runs.ipynb #691e899c
 def add_commands(commands):

@@ -11,7 +11,7 @@ __all__ = ['bearer_token', 'command_serve', 'log_summary', 'command_serving_log'
 import os
 import signal
 
-from . import add_archive_option, command_group, print_json, say
+from . import add_command, command_group, emit, say
 from ..errors import UsageError
 from ..textable import format_table
 
@@ -51,15 +51,14 @@ def command_serve(args) -> int:
 
 
 def _add_serve(commands):
-    serve = commands.add_parser("serve", help="serve a registered model over HTTP (contract checks, log, reload)")
+    serve = add_command(commands, "serve", command_serve,
+                        "serve a registered model over HTTP (contract checks, log, reload)")
     serve.add_argument("reference", metavar="REF", help="registry reference: name@alias (followed) or name:3")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--token-env", metavar="VAR", help="require `Authorization: Bearer $VAR` (except /health/*)")
     serve.add_argument("--max-body-bytes", type=int, default=1_000_000, metavar="N",
                        help="refuse larger request bodies with 413 (default 1000000)")
-    add_archive_option(serve)
-    serve.set_defaults(handler=command_serve)
 
 # %% ../../nbs/cli/36_serve.ipynb #4a5a14bf
 def log_summary(requests, feedback) -> dict:
@@ -88,24 +87,19 @@ def command_serving_log(args) -> int:
     requests = read_log(folder, since=args.since, last=args.last)
     summary = {"model": args.name, **log_summary(requests, read_log(log_folder(root, args.name, "feedback"),
                                                                       since=args.since))}
-    if args.json:
-        print_json(summary)
-        return 0
     rows = [[summary[k] for k in ("requests", "accepted", "rejected", "rows", "feedback")]]
-    print(format_table(rows, ["requests", "accepted", "rejected", "rows", "feedback"]))
-    print(f"versions: {summary['versions'] or '-'}; latency ms: {summary['latency_ms'] or '-'}; "
-          f"from {summary['first']} to {summary['last']}")
+    emit(args, summary, f"{format_table(rows, ['requests', 'accepted', 'rejected', 'rows', 'feedback'])}\n"
+         f"versions: {summary['versions'] or '-'}; latency ms: {summary['latency_ms'] or '-'}; "
+         f"from {summary['first']} to {summary['last']}")
     return 0
 
 
 def _add_serving_log(serving):
-    log = serving.add_parser("log", help="summarize a model's prediction log")
+    log = add_command(serving, "log", command_serving_log, "summarize a model's prediction log",
+                      json="print the summary as JSON")
     log.add_argument("name", metavar="NAME", help="model name")
     log.add_argument("--since", metavar="TIME", help="only requests at or after TIME (ISO 8601, UTC by default)")
     log.add_argument("--last", type=int, metavar="N", help="only the last N requests")
-    log.add_argument("--json", action="store_true", help="print the summary as JSON")
-    add_archive_option(log)
-    log.set_defaults(handler=command_serving_log)
 
 # %% ../../nbs/cli/36_serve.ipynb #7458a8d4
 def add_commands(commands):

@@ -102,5 +102,6 @@ def add_commands(commands):
     sweeps = command_group(commands, "sweep", "run a job over a grid of parameters; list and show sweeps")
     _add_sweep_run(sweeps)
     add_command(sweeps, "list", command_sweep_list, "the recorded sweeps", json="print the records as JSON")
-    show = add_command(sweeps, "show", command_sweep_show, "one sweep's points, ranked", json="print the record as JSON")
+    show = add_command(sweeps, "show", command_sweep_show, "one sweep's points, ranked",
+                       json="print the record as JSON")
     show.add_argument("sweep", metavar="SWEEP", help="sweep id or unique prefix")
