@@ -6,7 +6,7 @@ Docs: https://mlkit-dev.github.io/mlkit/cli/cli.html.md"""
 
 # %% auto #0
 __all__ = ['COMMAND_MODULES', 'COMMANDS_ENTRY_POINTS', 'say', 'print_json', 'emit', 'metrics_text', 'add_archive_option',
-           'command_group', 'add_command', 'build_parser', 'main', 'run_command']
+           'command_group', 'add_command', 'archive_of', 'build_parser', 'main', 'run_command']
 
 # %% ../../nbs/cli/31_cli.ipynb #96b97b83
 import argparse
@@ -70,6 +70,12 @@ def add_command(group, name: str, handler, help: str, *, json: str | None = None
     if archive:
         add_archive_option(parser)
     return parser
+
+# %% ../../nbs/cli/31_cli.ipynb #3cbdaea4
+def archive_of(args):
+    "The archive a command's `--archive` names (else `$MLKIT_ARCHIVE`, else the project's): an `Archive`."
+    from mlkit.archive import open_archive
+    return open_archive(args.archive)
 
 # %% ../../nbs/cli/31_cli.ipynb #a7c1d021
 COMMAND_MODULES = ["mlkit.cli.runs", "mlkit.cli.pipeline", "mlkit.cli.models", "mlkit.cli.contract",

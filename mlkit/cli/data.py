@@ -12,8 +12,8 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from ..archive import Archive, open_archive
-from . import add_command, command_group, say
+from ..archive import Archive
+from . import add_command, archive_of, command_group, say
 from ..errors import MlkitError, UsageError
 from ..gc import collect_garbage, plan_gc
 from ..objects import object_path, read_object
@@ -51,7 +51,7 @@ def checkout_inputs(store: Archive, run_id: str, target) -> list:
 # %% ../../nbs/cli/38_data.ipynb #caaa9b4a
 def command_data_checkout(args) -> int:
     "mlkit data checkout RUN --to DIR: write a run's inputs out (exit 1 when some have no snapshot)."
-    rows = checkout_inputs(open_archive(args.archive), args.run, args.to)
+    rows = checkout_inputs(archive_of(args), args.run, args.to)
     print(format_table(rows, ["input", "written to"], max_width=100))
     return 1 if any(row[1].startswith("not written") for row in rows) else 0
 
@@ -73,7 +73,7 @@ def parse_age(text: str) -> timedelta:
 # %% ../../nbs/cli/38_data.ipynb #789e9d58
 def command_gc(args) -> int:
     "mlkit gc: release the snapshots of runs not kept and delete unreferenced objects (dry run without --yes)."
-    store = open_archive(args.archive)
+    store = archive_of(args)
     plan = plan_gc(store, parse_age(args.older_than), args.keep_last)
     verb = "deleted" if args.yes else "would delete"
     if args.yes:
@@ -95,7 +95,7 @@ def _add_gc(commands):
 # %% ../../nbs/cli/38_data.ipynb #eba8cbc8
 def command_env(args) -> int:
     "mlkit env RUN: the run's environment as a pinned requirements file or a Dockerfile."
-    found = open_archive(args.archive).get_run(args.run)
+    found = archive_of(args).get_run(args.run)
     lock = (found.manifest.get("environment") or {}).get("lock")
     if not lock:
         raise UsageError(f"run {found.id} recorded no environment object (an older mlkit, or a non-Python kernel)")

@@ -10,7 +10,7 @@ __all__ = ['command_pipeline_run', 'command_pipeline_status', 'add_commands']
 # %% ../../nbs/cli/35_pipeline.ipynb #f63a7ef5
 import time
 
-from . import add_command, command_group, emit, say
+from . import add_command, archive_of, command_group, emit, say
 from ..textable import format_table
 
 # %% ../../nbs/cli/35_pipeline.ipynb #c3d0a003
@@ -36,13 +36,12 @@ def _champion_line(model: str, current: dict) -> str:
 # %% ../../nbs/cli/35_pipeline.ipynb #ac99cea2
 def command_pipeline_run(args) -> int:
     "mlkit pipeline run: run the stages, then summarize."
-    from mlkit.archive import open_archive
     from mlkit.pipeline import run_pipeline
     began = time.monotonic()
     pipeline, results, record = run_pipeline(args.file, archive=args.archive, force=args.force,
                                              announce=None if args.json else say, max_workers=args.max_workers,
                                              executor=args.executor, address=args.address, wait=args.wait)
-    store = open_archive(args.archive)
+    store = archive_of(args)
     model = pipeline.model_name
     current = _model_aliases(store, model)
     failed = [r for r in results if r.status not in ("succeeded", "skipped")]
@@ -99,9 +98,8 @@ def _status_line(record: dict, state: str) -> str:
 # %% ../../nbs/cli/35_pipeline.ipynb #a44331d2
 def command_pipeline_status(args) -> int:
     "mlkit pipeline status: the last pipeline run and the champion."
-    from mlkit.archive import open_archive
     from mlkit.pipeline import last_pipeline_record, pipeline_state
-    store = open_archive(args.archive)
+    store = archive_of(args)
     record = last_pipeline_record(store, args.name)
     if record is None:
         print("no pipeline has run in this archive")

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import add_command, emit, say
+from . import add_command, archive_of, emit, say
 
 # %% ../../nbs/cli/39_report.ipynb #9c765d6b
 def command_report(args) -> int:
@@ -80,12 +80,11 @@ def _watch(root: Path, site: Path, archive, interval: float, until: float | None
 # %% ../../nbs/cli/39_report.ipynb #c2e866cb
 def command_ui(args) -> int:
     "mlkit ui: serve the report on 127.0.0.1 and rebuild it when the archive changes."
-    from mlkit.archive import open_archive
     from mlkit.report import UI_FILE, build_report
     from mlkit.errors import UsageError
     if args.interval <= 0:
         raise UsageError(f"--interval must be a positive number of seconds, got {args.interval}")
-    root = open_archive(args.archive).root
+    root = archive_of(args).root
     result = build_report(args.archive, args.out)
     try:
         server = _serve(result.out, args.port)

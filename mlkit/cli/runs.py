@@ -10,7 +10,7 @@ __all__ = ['run_summary_line', 'failure_line', 'command_run', 'command_runs_list
            'command_reproduce', 'add_commands']
 
 # %% ../../nbs/cli/32_runs.ipynb #91dcef25
-from . import add_command, command_group, emit, metrics_text, say
+from . import add_command, archive_of, command_group, emit, metrics_text, say
 from ..textable import format_table
 
 # %% ../../nbs/cli/32_runs.ipynb #7e6c9fff
@@ -83,8 +83,8 @@ def _add_run_filters(parser):
 # %% ../../nbs/cli/32_runs.ipynb #c91944c6
 def command_runs_list(args) -> int:
     "mlkit runs list: archived runs as a table or JSON."
-    from mlkit.archive import DAMAGED, open_archive
-    store = open_archive(args.archive)
+    from mlkit.archive import DAMAGED
+    store = archive_of(args)
     runs = store.list_runs(job=args.job, status=args.status, limit=args.limit)
     emit(args, [{"id": r.id, "job": r.job, "status": r.status, "started_at": r.started_at, "duration_s": r.duration_s,
                  "params": r.params, "metrics": r.metrics, "cached": r.cached, "path": str(r.path),
@@ -146,8 +146,7 @@ def _show_text(found) -> str:
 # %% ../../nbs/cli/32_runs.ipynb #82e56eb0
 def command_runs_show(args) -> int:
     "mlkit runs show RUN: one run's manifest."
-    from mlkit.archive import open_archive
-    found = open_archive(args.archive).get_run(args.run)
+    found = archive_of(args).get_run(args.run)
     emit(args, {**found.manifest, "path": str(found.path)}, lambda: _show_text(found))
     return 0
 
@@ -159,9 +158,8 @@ def _add_runs_show(runs):
 # %% ../../nbs/cli/32_runs.ipynb #3ae0ac4b
 def command_runs_diff(args) -> int:
     "mlkit runs diff A B: what differs between two runs."
-    from mlkit.archive import open_archive
     from mlkit.compare import diff_runs, format_diff
-    store = open_archive(args.archive)
+    store = archive_of(args)
     diff = diff_runs(store.get_run(args.a), store.get_run(args.b))
     emit(args, diff, lambda: format_diff(diff))
     return 0
@@ -175,9 +173,8 @@ def _add_runs_diff(runs):
 # %% ../../nbs/cli/32_runs.ipynb #0a38c1b9
 def command_runs_compare(args) -> int:
     "mlkit runs compare: one table over many runs."
-    from mlkit.archive import open_archive
     from mlkit.compare import compare_rows, compare_table
-    store = open_archive(args.archive)
+    store = archive_of(args)
     runs = store.list_runs(job=args.job, status=args.status, limit=args.limit)
     if args.sweep:  # the runs of one sweep, ranked by its metric and goal unless told otherwise
         from mlkit.sweep import sweep_runs
@@ -201,8 +198,8 @@ def _add_runs_compare(runs):
 # %% ../../nbs/cli/32_runs.ipynb #10449ed5
 def command_runs_reindex(args) -> int:
     "mlkit runs reindex: rebuild the index from the manifests."
-    from mlkit.archive import DAMAGED, open_archive
-    store = open_archive(args.archive)
+    from mlkit.archive import DAMAGED
+    store = archive_of(args)
     print(f"indexed {store.reindex()} runs in {store.root}")
     for run in store.list_runs(status=DAMAGED):
         print(f"damaged: {run.job}/{run.id}: {run.problem}")
@@ -215,8 +212,8 @@ def _add_runs_reindex(runs):
 # %% ../../nbs/cli/32_runs.ipynb #6184d763
 def command_runs_verify(args) -> int:
     "mlkit runs verify [RUN]: check manifests, recorded files and the index; exit 1 on any problem."
-    from mlkit.archive import open_archive, verify
-    store = open_archive(args.archive)
+    from mlkit.archive import verify
+    store = archive_of(args)
     problems = verify(store, args.run)
     text = (format_table([[p["check"], p["run"] or "-", p["problem"]] for p in problems], ["check", "run", "problem"],
                          max_width=100) + f"\n{len(problems)} problem(s) in {store.root}" if problems
@@ -233,9 +230,8 @@ def _add_runs_verify(runs):
 # %% ../../nbs/cli/32_runs.ipynb #7cb2268e
 def command_runs_pin(args) -> int:
     "mlkit runs pin / unpin RUN: keep (or stop keeping) a run's objects whatever gc is told."
-    from mlkit.archive import open_archive
     from mlkit.gc import pin_run
-    store = open_archive(args.archive)
+    store = archive_of(args)
     found = store.get_run(args.run)
     pin_run(store.root, found.id, pinned=args.runs_command == "pin")
     print(f"run {found.id} {'pinned' if args.runs_command == 'pin' else 'unpinned'}")

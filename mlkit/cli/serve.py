@@ -11,7 +11,7 @@ __all__ = ['bearer_token', 'command_serve', 'log_summary', 'command_serving_log'
 import os
 import signal
 
-from . import add_command, command_group, emit, say
+from . import add_command, archive_of, command_group, emit, say
 from ..errors import UsageError
 from ..textable import format_table
 
@@ -78,9 +78,8 @@ def log_summary(requests, feedback) -> dict:
 # %% ../../nbs/cli/36_serve.ipynb #5f38833f
 def command_serving_log(args) -> int:
     "mlkit serving log NAME: summarize the model's prediction log (a window with --since / --last)."
-    from mlkit.archive import open_archive
     from mlkit.prediction_log import log_folder, read_log
-    root = open_archive(args.archive).root
+    root = archive_of(args).root
     folder = log_folder(root, args.name)
     if not folder.is_dir():
         raise UsageError(f"no serving log for model {args.name!r} under {root / 'serving'}")

@@ -10,7 +10,7 @@ __all__ = ['parse_grid_option', 'command_sweep_run', 'command_sweep_list', 'comm
 # %% ../../nbs/cli/37_sweep.ipynb #007e123a
 import yaml
 
-from . import add_command, command_group, emit, say
+from . import add_command, archive_of, command_group, emit, say
 from ..errors import UsageError
 from ..textable import format_table
 
@@ -55,9 +55,8 @@ def _record_data(result) -> dict:
 # %% ../../nbs/cli/37_sweep.ipynb #f85b5a40
 def command_sweep_list(args) -> int:
     "mlkit sweep list: the recorded sweeps, oldest first."
-    from mlkit.archive import open_archive
     from mlkit.sweep import list_sweeps
-    found = list_sweeps(open_archive(args.archive))
+    found = list_sweeps(archive_of(args))
     rows = [[s.id, s.job, s.info.get("status"), len(s.points), len(s.failed), s.metric, _best(s)] for s in found]
     emit(args, [_record_data(result) for result in found],
          format_table(rows, ["sweep", "job", "status", "points", "failed", "metric", "best"]) if rows else "no sweeps")
@@ -72,9 +71,8 @@ def _best(result):
 # %% ../../nbs/cli/37_sweep.ipynb #3108cd29
 def command_sweep_show(args) -> int:
     "mlkit sweep show SWEEP: one sweep's points, ranked."
-    from mlkit.archive import open_archive
     from mlkit.sweep import get_sweep
-    found = get_sweep(open_archive(args.archive), args.sweep)
+    found = get_sweep(archive_of(args), args.sweep)
     emit(args, _record_data(found), lambda: f"sweep {found.id}: job {found.job}, {found.info.get('status')}, started "
          f"{found.info.get('started_at')}, {found.info.get('executor')} x{found.info.get('max_workers')}\n{found.table()}")
     return 0

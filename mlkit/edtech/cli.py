@@ -8,7 +8,7 @@ Docs: https://mlkit-dev.github.io/mlkit/edtech/cli.html.md"""
 __all__ = ['command_data_generate', 'command_data_ingest', 'command_recommend', 'add_commands']
 
 # %% ../../nbs/edtech/64_cli.ipynb #bda3c4d5
-from ..cli import add_command, command_group, emit
+from ..cli import add_command, archive_of, command_group, emit
 from ..errors import UsageError
 from ..textable import format_table
 
@@ -87,11 +87,10 @@ def _recommendations_text(key: str, profile: dict, ranking) -> str:
 # %% ../../nbs/edtech/64_cli.ipynb #7a8bdf8b
 def command_recommend(args) -> int:
     "mlkit recommend --run RUN --student ID: the student's best next modules."
-    from mlkit.archive import open_archive
     from mlkit.edtech.privacy import pseudonym_key, pseudonymize
     from mlkit.edtech.recommend import next_modules, student_profile
     from mlkit.registry import data_generated_by_mlkit
-    store = open_archive(args.archive)
+    store = archive_of(args)
     run = store.get_run(args.run)
     model, data, catalog = _train_run_inputs(run)
     if args.student in set(data.student_key):
