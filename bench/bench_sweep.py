@@ -1,7 +1,7 @@
 """Benchmark `mlkit sweep` against a sequential loop of `papermill` CLI calls over the same 16 points.
 
 Two notebooks: a trivial one (kernel start-up dominates) and a small scikit-learn one. For each, the papermill
-loop (plain CLI, then with the import fix mlkit's own command applies, see bench_run.py: the like-for-like figure) and `mlkit sweep --max-workers N` (N = 1, 2, 4, ... up to the number of cores) run the same points, in one
+loop (plain CLI, then with the import fix mlkit's own command applies, see bench_run.py: the like-for-like figure) and `mlkit sweep run --max-workers N` (N = 1, 2, 4, ... up to the number of cores) run the same points, in one
 run of this script; it prints seconds, points per second and the ratio mlkit / papermill. Every mlkit sweep uses
 `--force`, so every point really executes. Each mlkit line is followed by the same sweep with kernel
 launch-ahead turned off (through the Python API), to show what starting the next kernel early buys.
@@ -83,7 +83,7 @@ def bench(root: Path, job: str, points: int) -> None:
     papermill_fixed = timed(fixed, root)
     print(f"{job}: {points} points   papermill+fix  {papermill_fixed:6.2f} s  {points / papermill_fixed:5.2f} points/s")
     for workers in worker_counts():
-        sweep = [str(BIN / "mlkit"), "sweep", job, "--grid", "x=" + ",".join(map(str, values)), "--force",
+        sweep = [str(BIN / "mlkit"), "sweep", "run", job, "--grid", "x=" + ",".join(map(str, values)), "--force",
                  "--max-workers", str(workers), "--json"]
         seconds = timed([sweep], root)
         print(f"{job}: {points} points   mlkit sweep x{workers:<3}  {seconds:6.2f} s  {points / seconds:5.2f} points/s"

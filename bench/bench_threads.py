@@ -2,7 +2,7 @@
 
     python bench/bench_threads.py [POINTS] [--samples N]
 
-A sweep of POINTS (default 6) scikit-learn HistGradientBoosting fits (OpenMP inside) runs with `mlkit sweep
+A sweep of POINTS (default 6) scikit-learn HistGradientBoosting fits (OpenMP inside) runs with `mlkit sweep run
 --max-workers <cores>` twice in one run of this script: as mlkit runs it (each kernel gets cores // workers OpenMP
 and BLAS threads), and with `OMP_NUM_THREADS` set to the number of cores (what every kernel would start without
 mlkit's share: one thread per core each). Prints seconds for both, the ratio, and checks that both sweeps found
@@ -46,7 +46,7 @@ def sweep(root: Path, points: int, workers: int, env: dict) -> tuple:
     "Run the sweep with `env`; seconds and the metrics by seed."
     seeds = ",".join(str(seed) for seed in range(1, points + 1))
     started = time.perf_counter()
-    result = subprocess.run([MLKIT, "sweep", "hgb", "--grid", f"seed={seeds}", "--max-workers", str(workers),
+    result = subprocess.run([MLKIT, "sweep", "run", "hgb", "--grid", f"seed={seeds}", "--max-workers", str(workers),
                              "--force", "--json"], cwd=root, env=env, capture_output=True, text=True, timeout=3600,
                             check=False)
     seconds = time.perf_counter() - started

@@ -7,9 +7,9 @@ Docs: https://mlkit-dev.github.io/mlkit/archive.html.md"""
 # %% auto #0
 __all__ = ['INDEX_FILE', 'STAGING_DIR', 'MANIFEST_FILE', 'STATUSES', 'DAMAGED', 'RESERVED_NAMES', 'SCHEMA_VERSION',
            'INDEX_VERSION', 'VERIFY_CHECKS', 'new_run_id', 'check_run_reference', 'utc_now', 'iso', 'check_job_name',
-           'write_json_atomic', 'inspect_manifest', 'read_manifest', 'Run', 'IndexDamagedError', 'writable',
-           'process_alive', 'Archive', 'check_manifests', 'check_files', 'check_index', 'check_models', 'verify',
-           'open_archive', 'list_runs', 'get_run']
+           'write_json_atomic', 'inspect_manifest', 'read_manifest', 'Run', 'manifests_on_disk', 'IndexDamagedError',
+           'writable', 'process_alive', 'Archive', 'check_manifests', 'check_files', 'check_index', 'check_models',
+           'verify', 'open_archive', 'list_runs', 'get_run']
 
 # %% ../nbs/05_archive.ipynb #52374422
 import contextlib
@@ -268,7 +268,7 @@ def _inspected(folder: Path) -> tuple:
     return manifest, folder, problem
 
 
-def _manifests_on_disk(root: Path) -> list:
+def manifests_on_disk(root: Path) -> list:
     "`(manifest, folder)` of every sound run folder in the archive at `root` (damaged ones left out)."
     return [(manifest, folder) for manifest, folder, problem in _inspect_run_folders(root) if not problem]
 
@@ -642,7 +642,7 @@ def check_models(archive, found: list, everything: bool) -> list:
 # %% ../nbs/05_archive.ipynb #b7e88558
 VERIFY_CHECKS = {"manifest": "mlkit.archive:check_manifests", "files": "mlkit.archive:check_files",
                  "index": "mlkit.archive:check_index", "models": "mlkit.archive:check_models",
-                 "objects": "mlkit.cli_data:check_objects"}
+                 "objects": "mlkit.gc:check_objects"}
 
 
 def verify(archive, reference=None) -> list:

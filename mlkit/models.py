@@ -11,7 +11,6 @@ __all__ = ['TRUSTED_TYPES', 'PICKLE_SUFFIXES', 'MODEL_TYPES_GROUP', 'IntegrityEr
 # %% ../nbs/14_models.ipynb #fa4d444e
 import io
 import json
-import warnings
 import zipfile
 from pathlib import Path
 
@@ -44,17 +43,11 @@ def trust_types(types=(), moved=None):
 # %% ../nbs/14_models.ipynb #d32225a2
 def _load_plugin_types():
     "Trust the types that installed packages declare in the `mlkit.model_types` entry-point group (once)."
-    from importlib.metadata import entry_points
+    from mlkit.plugins import load_plugins
     if _registered["plugins_loaded"]:
         return
     _registered["plugins_loaded"] = True
-    for point in entry_points(group=MODEL_TYPES_GROUP):
-        try:
-            declared = point.load()
-            trust_types(declared.get("trusted", ()), declared.get("moved"))
-        except Exception as error:
-            warnings.warn(f"model types of {point.name!r} ({point.value}) left out: {type(error).__name__}: {error}",
-                          stacklevel=2)
+    load_plugins(MODEL_TYPES_GROUP, use=lambda declared: trust_types(declared.get("trusted", ()), declared.get("moved")))
 
 
 def untrusted_types(needed) -> list:

@@ -305,16 +305,9 @@ SERVING_PLUGINS_GROUP = "mlkit.serving"
 
 
 def serving_plugins() -> list:
-    "The objects installed packages declare in the `mlkit.serving` entry-point group."
-    from importlib.metadata import entry_points
-    plugins = []
-    for point in sorted(entry_points(group=SERVING_PLUGINS_GROUP), key=lambda p: p.name):
-        try:
-            plugins.append(point.load())
-        except Exception as error:
-            logger.warning("serving plugin %r (%s) left out: %s: %s", point.name, point.value,
-                           type(error).__name__, error)
-    return plugins
+    "The serving plugins installed packages declare in the `mlkit.serving` entry-point group (`mlkit.plugins.ServingPlugin`)."
+    from mlkit.plugins import load_plugins, serving_plugin
+    return load_plugins(SERVING_PLUGINS_GROUP, use=serving_plugin)
 
 # %% ../nbs/20_serving.ipynb #5853e624
 def create_app(reference: str, archive=None, token: str | None = None, max_body_bytes: int = 1_000_000,

@@ -1,10 +1,11 @@
 """mlkit gc: dry run by default, pinned runs and model lineage kept, crash-safe (unreference, then delete)."""
 
+from datetime import timedelta
 from unittest.mock import patch
 
 import pytest
 
-from mlkit import cli_data
+from mlkit import gc as gc_module
 from mlkit.archive import Archive
 from mlkit.objects import object_path, remove_object, stored_objects
 from mlkit.registry import Registry
@@ -38,15 +39,15 @@ def test_gc_keeps_pinned_lineage_and_last_and_survives_a_crash(project):
     dry = project.mlkit("gc", "--older-than", "0m", check=0).stdout
     assert dry.startswith("would delete 1 objects") and dropped in dry and pinned not in dry
     assert stored_objects(project.archive) == before  # a dry run deletes nothing
-    plan = cli_data.plan_gc(archive, cli_data.parse_age("0m"), keep_last=1)
+    plan = gc_module.plan_gc(archive, timedelta(0), keep_last=1)
     assert plan.kept[model_run] == "model lineage" and plan.kept[pinned] == "pinned" and plan.kept[last] == "kept last"
-    with patch.object(cli_data, "remove_object", side_effect=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):
-        cli_data.collect_garbage(archive, plan)  # killed after unreferencing, before deleting
-    assert cli_data.object_problems(project.archive) == []
+    with patch.object(gc_module, "remove_object", side_effect=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):
+        gc_module.collect_garbage(archive, plan)  # killed after unreferencing, before deleting
+    assert gc_module.object_problems(project.archive) == []
     assert object_path(project.archive, dropped_data).is_file()
     assert project.mlkit("gc", "--older-than", "0m", "--yes", check=0).stdout.startswith("deleted 1 objects")
     assert not object_path(project.archive, dropped_data).is_file()
-    assert cli_data.object_problems(project.archive) == []
+    assert gc_module.object_problems(project.archive) == []
     assert project.mlkit("runs", "verify", check=0).returncode == 0  # verify checks the objects too
     for kept in (model_run, pinned, last):
         assert project.mlkit("data", "checkout", kept, "--to", project.root / kept, check=0).returncode == 0

@@ -114,7 +114,8 @@ def add_commands(commands):
     env = {"PYTHONPATH": str(site) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     hello = project.mlkit("hello", "--name", "mlkit", env=env, check=0)
     assert hello.stdout == "hello mlkit\n"
-    assert "commands of 'broken' (brokenplugin:add_commands) left out: ImportError: a missing dependency" in hello.stderr
+    assert ("mlkit.commands plugin 'broken' (brokenplugin:add_commands, package brokenplugin) left out: ImportError: "
+            "a missing dependency") in hello.stderr
     assert project.mlkit("data", "export", env=env, check=0).stdout == "exported\n"
     data_help = project.mlkit("data", "--help", env=env, check=0).stdout
     for command in ("generate", "ingest", "export"):
@@ -154,4 +155,5 @@ print(sha256_file(Path({str(tmp_path)!r}) / "old.skops"))
     env = {**os.environ, "PYTHONPATH": str(site) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     loaded = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, env=env, check=True)
     assert loaded.stdout.strip() == "mlkit.edtech.models"
-    assert "model types of 'broken' (brokentypes:MODEL_TYPES) left out: ImportError" in loaded.stderr
+    assert ("mlkit.model_types plugin 'broken' (brokentypes:MODEL_TYPES, package brokentypes) left out: ImportError"
+            in loaded.stderr)

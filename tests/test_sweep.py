@@ -29,7 +29,7 @@ def manifests(project, job="quad") -> list:
 
 
 def test_sweep_runs_points_side_by_side_records_failures_and_ranks(quad):
-    result = quad.mlkit("sweep", "quad", "--grid", "x=1,2,3,4,5,99", "-p", "scale", "2", "--metric", "score",
+    result = quad.mlkit("sweep", "run", "quad", "--grid", "x=1,2,3,4,5,99", "-p", "scale", "2", "--metric", "score",
                         "--max-workers", "2", check=1)
     table = result.stdout.splitlines()
     assert table[0].split() == ["rank", "point", "status", "run", "x", "score", "seconds"]  # only x varies
@@ -60,28 +60,28 @@ def test_sweep_runs_points_side_by_side_records_failures_and_ranks(quad):
 def test_second_sweep_reuses_cached_points(quad):
     (quad.root / "sweep.yaml").write_text("job: quad\nparams: {scale: 2}\ngrid:\n  x: [1.0, 3.0]\n"
                                           "random: {n: 2, seed: 1, x: {choice: [5.0, 6.0]}}\nmetric: score\n")
-    quad.mlkit("sweep", "quad", "--grid", "x=1,3", "-p", "scale", "2", check=0)
+    quad.mlkit("sweep", "run", "quad", "--grid", "x=1,3", "-p", "scale", "2", check=0)
     assert len(quad.run_folders("quad")) == 2
-    again = quad.mlkit("sweep", "quad", "--grid", "x=1,3,5", "-p", "scale", "2", "--json", check=0)
+    again = quad.mlkit("sweep", "run", "quad", "--grid", "x=1,3,5", "-p", "scale", "2", "--json", check=0)
     record = json.loads(again.stdout)
     assert sorted((p["values"]["x"], p["cached"]) for p in record["points"]) == [(1.0, True), (3.0, True),
                                                                                   (5.0, False)]
     assert len(quad.run_folders("quad")) == 3
     # a random draw replaces the grid's value of x: the file's points are deterministic (seeded)
-    first = json.loads(quad.mlkit("sweep", "-f", "sweep.yaml", "--json", check=0).stdout)
-    second = json.loads(quad.mlkit("sweep", "-f", "sweep.yaml", "--json", check=0).stdout)
+    first = json.loads(quad.mlkit("sweep", "run", "-f", "sweep.yaml", "--json", check=0).stdout)
+    second = json.loads(quad.mlkit("sweep", "run", "-f", "sweep.yaml", "--json", check=0).stdout)
     assert [p["values"] for p in first["points"]] == [p["values"] for p in second["points"]]
     assert all(p["cached"] for p in second["points"])
 
 
 def test_a_bad_value_anywhere_refuses_the_whole_sweep(quad):
-    result = quad.mlkit("sweep", "quad", "--grid", "x=1,2,high", "--grid", "scale=1,2", check=2)
+    result = quad.mlkit("sweep", "run", "quad", "--grid", "x=1,2,high", "--grid", "scale=1,2", check=2)
     assert "2 of 6 sweep points are invalid; nothing was run" in result.stderr
     assert "Traceback" not in result.stderr
     assert quad.run_folders() == [] and not (quad.archive / "sweeps").exists()
-    assert "unknown parameter 'y'" in quad.mlkit("sweep", "quad", "--grid", "y=1", check=2).stderr
-    assert "--grid expects NAME=VALUES" in quad.mlkit("sweep", "quad", "--grid", "x", check=2).stderr
-    assert "max_workers must be a positive integer" in quad.mlkit("sweep", "quad", "--grid", "x=1",
+    assert "unknown parameter 'y'" in quad.mlkit("sweep", "run", "quad", "--grid", "y=1", check=2).stderr
+    assert "--grid expects NAME=VALUES" in quad.mlkit("sweep", "run", "quad", "--grid", "x", check=2).stderr
+    assert "max_workers must be a positive integer" in quad.mlkit("sweep", "run", "quad", "--grid", "x=1",
                                                                    "--max-workers", "0", check=2).stderr
     assert quad.run_folders() == []
 
@@ -98,7 +98,7 @@ def test_python_api_never_changes_the_working_directory(quad, monkeypatch):
 
 def test_ctrl_c_keeps_the_running_point_and_runs_no_more(project):
     project.job("slow", "x: int = 0", "import time, mlkit\ntime.sleep(2.0)\nmlkit.log_metric('x', x)")
-    sweep = subprocess.Popen([MLKIT, "sweep", "slow", "--grid", "x=1,2,3", "--max-workers", "1"], cwd=project.root,
+    sweep = subprocess.Popen([MLKIT, "sweep", "run", "slow", "--grid", "x=1,2,3", "--max-workers", "1"], cwd=project.root,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         staging = project.archive / ".staging"

@@ -61,7 +61,7 @@ def test_sweep_survives_a_worker_killed_mid_point(project, cluster):
     address, workers = cluster
     project.job("slow", "x: int = 0", "import time, mlkit\ntime.sleep(1.0)\nmlkit.log_metric('double', 2 * x)")
     sweep = subprocess.Popen(
-        [str(Path(sys.executable).with_name("mlkit")), "sweep", "slow", "--grid", "x=1,2,3,4,5,6",
+        [str(Path(sys.executable).with_name("mlkit")), "sweep", "run", "slow", "--grid", "x=1,2,3,4,5,6",
          "--metric", "double", "--executor", "dask", "--address", address, "--max-workers", "2", "--json"],
         cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -8,7 +8,7 @@ Docs: https://mlkit-dev.github.io/mlkit/edtech/cli.html.md"""
 __all__ = ['command_data_generate', 'command_data_ingest', 'command_recommend', 'add_commands']
 
 # %% ../../nbs/edtech/64_cli.ipynb #bda3c4d5
-from ..cli import add_archive_option, command_group, print_json
+from ..cli import add_command, archive_of, command_group, emit
 from ..errors import UsageError
 from ..textable import format_table
 
@@ -29,7 +29,9 @@ def command_data_generate(args) -> int:
 
 
 def _add_data_generate(data):
-    generate = data.add_parser("generate", help="write synthetic student attempts and the module catalog")
+    generate = add_command(data, "generate", command_data_generate,
+                           "write synthetic student attempts and the module catalog",
+                           archive=False)
     generate.add_argument("--out", required=True, metavar="PATH", help="output folder")
     generate.add_argument("--students", type=int, default=1000, metavar="N", help="number of students")
     generate.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data)")
@@ -38,7 +40,6 @@ def _add_data_generate(data):
     generate.add_argument("--faults", metavar="LIST", help="comma-separated: nulls,out_of_range,unseen_categories,"
                           "duplicate_keys,wrong_dtypes,pii")
     generate.add_argument("--format", choices=["csv", "parquet"], default="csv", help="attempts file format")
-    generate.set_defaults(handler=command_data_generate)
 
 # %% ../../nbs/edtech/64_cli.ipynb #f1bef0bc
 def command_data_ingest(args) -> int:
@@ -56,10 +57,11 @@ def command_data_ingest(args) -> int:
 
 
 def _add_data_ingest(data):
-    ingest = data.add_parser("ingest", help="pseudonymize a raw export (student ids keyed-hashed, identifiers dropped)")
+    ingest = add_command(data, "ingest", command_data_ingest,
+                         "pseudonymize a raw export (student ids keyed-hashed, identifiers dropped)",
+                         archive=False)
     ingest.add_argument("raw", help="raw attempts (CSV, TSV or Parquet)")
     ingest.add_argument("--out", required=True, metavar="FILE", help="where to write the safe table (.csv or .parquet)")
-    ingest.set_defaults(handler=command_data_ingest)
 
 # %% ../../nbs/edtech/64_cli.ipynb #e1c0a030
 def _train_run_inputs(run) -> tuple:
@@ -75,23 +77,20 @@ def _train_run_inputs(run) -> tuple:
     return model, data, catalog
 
 # %% ../../nbs/edtech/64_cli.ipynb #e1c0a031
-def _print_recommendations(key: str, profile: dict, ranking):
+def _recommendations_text(key: str, profile: dict, ranking) -> str:
     "The student's passed modules, then their ranking as a table."
-    print(f"student {key}: passed {', '.join(profile['passed_modules']) or 'no modules yet'}")
+    passed = f"student {key}: passed {', '.join(profile['passed_modules']) or 'no modules yet'}"
     if ranking.empty:
-        print("no eligible next module (all passed, or prerequisites missing)")
-    else:
-        rows = ranking.values.tolist()
-        print(format_table(rows, ["module", "title", "difficulty", "format", "p_success"]))
+        return f"{passed}\nno eligible next module (all passed, or prerequisites missing)"
+    return f"{passed}\n{format_table(ranking.values.tolist(), ['module', 'title', 'difficulty', 'format', 'p_success'])}"
 
 # %% ../../nbs/edtech/64_cli.ipynb #7a8bdf8b
 def command_recommend(args) -> int:
     "mlkit recommend --run RUN --student ID: the student's best next modules."
-    from mlkit.archive import open_archive
     from mlkit.edtech.privacy import pseudonym_key, pseudonymize
     from mlkit.edtech.recommend import next_modules, student_profile
     from mlkit.registry import data_generated_by_mlkit
-    store = open_archive(args.archive)
+    store = archive_of(args)
     run = store.get_run(args.run)
     model, data, catalog = _train_run_inputs(run)
     if args.student in set(data.student_key):
@@ -104,27 +103,23 @@ def command_recommend(args) -> int:
                          "(give the raw student id, with the same MLKIT_PSEUDONYM_KEY, or the student_key)")
     profile = student_profile(history)
     ranking = next_modules(model, profile, catalog, k=args.k)
-    if args.json:
-        print_json({"run": run.id, "student_key": key, "passed_modules": profile["passed_modules"],
-                    "recommendations": ranking.to_dict(orient="records")})
-    else:
-        _print_recommendations(key, profile, ranking)
+    emit(args, {"run": run.id, "student_key": key, "passed_modules": profile["passed_modules"],
+                "recommendations": ranking.to_dict(orient="records")}, lambda: _recommendations_text(key, profile, ranking))
     return 0
 
 
 def _add_recommend(commands):
-    recommend = commands.add_parser("recommend", help="a student's best next modules, from a train run's model")
+    recommend = add_command(commands, "recommend", command_recommend,
+                            "a student's best next modules, from a train run's model",
+                            json="print JSON")
     recommend.add_argument("--run", required=True, help="train run id or unique prefix")
     recommend.add_argument("--student", required=True, help="raw student id (or its pseudonymous student_key)")
     recommend.add_argument("--k", type=int, default=3, help="how many modules (default 3)")
-    recommend.add_argument("--json", action="store_true", help="print JSON")
-    add_archive_option(recommend)
-    recommend.set_defaults(handler=command_recommend)
 
 # %% ../../nbs/edtech/64_cli.ipynb #e494f60f
 def add_commands(commands):
     "Add `mlkit data generate`, `mlkit data ingest` and `mlkit recommend` to the `mlkit` subcommands."
-    data = command_group(commands, "data", "datasets: the example's synthetic data and its ingestion")
+    data = command_group(commands, "data")  # mlkit's group (mlkit.cli.data owns it): the example adds two verbs
     _add_data_generate(data)
     _add_data_ingest(data)
     _add_recommend(commands)
