@@ -6,10 +6,11 @@ Docs: https://mlkit-dev.github.io/mlkit/archive.html.md"""
 
 # %% auto #0
 __all__ = ['INDEX_FILE', 'STAGING_DIR', 'MANIFEST_FILE', 'STATUSES', 'DAMAGED', 'RESERVED_NAMES', 'SCHEMA_VERSION',
-           'INDEX_VERSION', 'VERIFY_CHECKS', 'new_run_id', 'check_run_reference', 'utc_now', 'iso', 'check_job_name',
-           'write_json_atomic', 'inspect_manifest', 'read_manifest', 'Run', 'IndexDamagedError', 'writable',
-           'process_alive', 'Archive', 'check_manifests', 'check_files', 'check_index', 'check_models', 'verify',
-           'open_archive', 'list_runs', 'get_run']
+           'INDEX_VERSION', 'REPORT_DIR', 'UI_FILE', 'VERIFY_CHECKS', 'new_run_id', 'check_run_reference', 'utc_now',
+           'iso', 'check_job_name', 'write_json_atomic', 'inspect_manifest', 'read_manifest', 'Run',
+           'IndexDamagedError', 'writable', 'process_alive', 'default_report_dir', 'page_link', 'Archive',
+           'check_manifests', 'check_files', 'check_index', 'check_models', 'verify', 'open_archive', 'list_runs',
+           'get_run']
 
 # %% ../nbs/05_archive.ipynb #52374422
 import contextlib
@@ -28,8 +29,8 @@ from urllib.parse import quote
 
 from .errors import RunNotFoundError, UsageError
 from .fingerprint import sha256_file
+from .jsonio import dump_json, load_json, read_json
 from .names import check_name
-from .record import dump_json, load_json, read_json
 
 # %% ../nbs/05_archive.ipynb #4695bbc9
 INDEX_FILE = "index.sqlite"
@@ -195,22 +196,6 @@ class Run:
 
     def _repr_html_(self):
         return _run_html(self)
-
-# %% ../nbs/05_archive.ipynb #b1326fd7
-def _run_html(run: Run) -> str:
-    "A run as a small HTML table; its id links to the run's report page when there is one."
-    from html import escape
-
-    from mlkit.report import page_link
-    link = page_link(run.path.parent.parent, f"runs/{run.id}.html")
-    shown = f'<a href="{escape(link)}" target="_blank">{escape(run.id)}</a>' if link else escape(run.id)
-    rows = [("run", shown), ("job", escape(run.job)), ("status", escape(run.status)),
-            ("started", escape(str(run.started_at))), ("duration", f"{run.duration_s} s")]
-    rows += [(f"param {escape(k)}", escape(json.dumps(v))) for k, v in run.params.items()]
-    rows += [(f"metric {escape(k)}", f"{v:.6g}") for k, v in run.metrics.items()]
-    body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
-                   for k, v in rows)
-    return f"<table class='mlkit-run'>{body}</table>"
 
 # %% ../nbs/05_archive.ipynb #bdcec634
 INDEX_VERSION = 3
@@ -461,6 +446,43 @@ def _sweep_staging(staging_root: Path) -> list:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder.name)
     return removed
+
+# %% ../nbs/05_archive.ipynb #221cc3bf
+REPORT_DIR = ".report"
+UI_FILE = ".ui.json"
+
+
+def default_report_dir(archive_root) -> Path:
+    "Where the report of the archive at `archive_root` is built by default."
+    return Path(archive_root) / REPORT_DIR
+
+# %% ../nbs/05_archive.ipynb #38f579fa
+def page_link(archive_root, page: str) -> str | None:
+    "Address of report page `page` (e.g. `runs/<id>.html`): on the running `mlkit ui`, else as a file, else None."
+    site = default_report_dir(archive_root)
+    try:
+        ui = json.loads((site / UI_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        ui = None
+    if isinstance(ui, dict) and isinstance(ui.get("pid"), int) and process_alive(ui["pid"]):
+        return f"http://127.0.0.1:{ui['port']}/{page}"
+    target = site / page
+    return target.resolve().as_uri() if target.is_file() else None
+
+# %% ../nbs/05_archive.ipynb #b1326fd7
+def _run_html(run: Run) -> str:
+    "A run as a small HTML table; its id links to the run's report page when there is one."
+    from html import escape
+
+    link = page_link(run.path.parent.parent, f"runs/{run.id}.html")
+    shown = f'<a href="{escape(link)}" target="_blank">{escape(run.id)}</a>' if link else escape(run.id)
+    rows = [("run", shown), ("job", escape(run.job)), ("status", escape(run.status)),
+            ("started", escape(str(run.started_at))), ("duration", f"{run.duration_s} s")]
+    rows += [(f"param {escape(k)}", escape(json.dumps(v))) for k, v in run.params.items()]
+    rows += [(f"metric {escape(k)}", f"{v:.6g}") for k, v in run.metrics.items()]
+    body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
+                   for k, v in rows)
+    return f"<table class='mlkit-run'>{body}</table>"
 
 # %% ../nbs/05_archive.ipynb #5286f4ea
 def _rebuild_index(root: Path) -> int:

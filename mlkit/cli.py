@@ -14,7 +14,7 @@ import importlib
 import sys
 
 from .errors import MlkitError
-from .record import dump_json
+from .jsonio import dump_json
 
 # %% ../nbs/31_cli.ipynb #1119a53d
 def say(message: str):

@@ -26,14 +26,14 @@ import yaml
 
 from .archive import STAGING_DIR, Archive, Run, check_job_name, iso, new_run_id, utc_now
 from .cache import cache_base, cache_enabled, cache_key, find_cached
-from .config import ARCHIVE_ENV, Project, default_params_file, find_project, resolve_job
+from .config import ARCHIVE_ENV, RUN_DIR_ENV, Project, default_params_file, find_project, resolve_job
 from .errors import MlkitError, UsageError
 from .fingerprint import environment, file_record, git_state, library_sha256, sha256_bytes
+from .jsonio import read_json
 from .normalize import output_sha256
 from .params import (NotebookParameters, ParamSource, declared_parameters, effective_parameters,
                           load_params_file, load_yaml_mapping, resolve_parameters)
-from .record import (RUN_DIR_ENV, read_json, recorded_alerts, recorded_inputs, recorded_upstream,
-                          uncacheable_reasons)
+from .record import recorded_alerts, recorded_inputs, recorded_upstream, uncacheable_reasons
 from .snapshots import snapshot_env, store_environment
 
 # %% ../nbs/09_runner.ipynb #0004722d

@@ -23,7 +23,7 @@ from pathlib import Path
 from .config import ARCHIVE_ENV
 from .errors import UsageError
 from .objects import file_sha256, link_object, object_path, open_state, read_object, store_bytes, store_file
-from .record import RUN_DIR_ENV
+from .config import RUN_DIR_ENV
 
 # %% ../nbs/26_snapshots.ipynb #bb77c719
 DEFAULT_SNAPSHOT_LIMIT = 2 << 30
