@@ -209,7 +209,7 @@ def skip_reason(stage: Stage, runs: dict) -> tuple | None:
 # %% ../nbs/19_pipeline.ipynb #e1a0c073
 def new_record_file(archive: Archive, pipeline: Pipeline, started) -> Path:
     "A new, unique path for the record of `pipeline` started at `started`."
-    folder = archive.root / "pipelines" / check_name("pipeline", pipeline.name)
+    folder = archive.pipelines_dir / check_name("pipeline", pipeline.name)
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{started:%Y%m%d-%H%M%S-%f}-{secrets.token_hex(4)}.json"
 
@@ -226,7 +226,7 @@ def write_record(record: Path, pipeline: Pipeline, path: Path, started, results:
 # %% ../nbs/19_pipeline.ipynb #e1a0c040
 def last_pipeline_record(archive: Archive, name: str | None = None) -> dict | None:
     "The newest pipeline record in `archive` (of pipeline `name`, if given)."
-    folder = archive.root / "pipelines"
+    folder = archive.pipelines_dir
     pattern = f"{check_name('pipeline', name)}/*.json" if name else "*/*.json"
     records = sorted(folder.glob(pattern), key=lambda p: p.name)
     return json.loads(records[-1].read_text(encoding="utf-8")) if records else None
@@ -249,7 +249,7 @@ def _lock_holder(handle) -> str:
 @contextmanager
 def pipeline_lock(archive: Archive, name: str, wait: bool = False):
     "Hold the lock of pipeline `name` in `archive` (waiting for it if `wait`, else `PipelineBusy` at once)."
-    lock_file = archive.root / "pipelines" / check_name("pipeline", name) / ".lock"
+    lock_file = archive.pipelines_dir / check_name("pipeline", name) / ".lock"
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_file, "a+", encoding="utf-8") as handle:
         try:
@@ -280,5 +280,5 @@ def pipeline_state(archive: Archive, record: dict) -> str:
     "`finished`, `running` or `cut off`: what became of the pipeline run that `record` describes."
     if record.get("finished_at"):
         return "finished"
-    lock_file = archive.root / "pipelines" / check_name("pipeline", record["pipeline"]) / ".lock"
+    lock_file = archive.pipelines_dir / check_name("pipeline", record["pipeline"]) / ".lock"
     return "running" if _lock_is_held(lock_file) else "cut off"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from .archive import STAGING_DIR, Archive, Run, check_job_name, iso, new_run_id, utc_now
+from .archive import Archive, Run, check_job_name, iso, new_run_id, utc_now
 from .cache import cache_base, cache_enabled, cache_key, find_cached
 from .config import ARCHIVE_ENV, RUN_DIR_ENV, Project, default_params_file, find_project, resolve_job
 from .errors import MlkitError, UsageError
@@ -477,7 +477,7 @@ def disk_full_guard(archive: Archive, run_id: str):
     except OSError as error:
         if error.errno not in _DISK_FULL:
             raise
-        archive.discard(archive.root / STAGING_DIR / f"{run_id}.{os.getpid()}")
+        archive.discard(archive.staging_dir / f"{run_id}.{os.getpid()}")
         raise DiskFullError(f"no space left to archive run {run_id}: {error.strerror} ({error.filename}); the run "
                             f"was not kept and its staging folder was removed; runs archived before are untouched") from None
     except sqlite3.OperationalError as error:
