@@ -80,7 +80,6 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 # %% ../nbs/05_archive.ipynb #a5c0de15
-_JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 RESERVED_NAMES = (REGISTRY_DIR, PIPELINES_DIR, SWEEPS_DIR, SERVING_DIR, OBJECTS_DIR)  # the archive's own folders
 
 
@@ -534,15 +533,11 @@ def _reindex(root: Path) -> int:
         _notice(f"the run index was damaged; moved it aside to {moved.name}")
         return _rebuild_index(root)
 
-# %% ../nbs/05_archive.ipynb #bdcec635
-class Archive:
-    "A run archive rooted at a folder: staging, atomic commits, the SQLite index."
+# %% ../nbs/05_archive.ipynb #2765390b
+class _Layout:
+    "Where each part of an archive lives, below its `root`: the one place that knows the folder names."
 
-    def __init__(self, root):
-        self.root = Path(root).expanduser().resolve()
-
-    def __repr__(self):
-        return f"Archive({str(self.root)!r})"
+    root: Path
 
     @property
     def index_path(self) -> Path:
@@ -575,6 +570,17 @@ class Archive:
     @property
     def report_dir(self) -> Path:
         return default_report_dir(self.root)
+
+
+# %% ../nbs/05_archive.ipynb #bdcec635
+class Archive(_Layout):
+    "A run archive rooted at a folder: staging, atomic commits, the SQLite index."
+
+    def __init__(self, root):
+        self.root = Path(root).expanduser().resolve()
+
+    def __repr__(self):
+        return f"Archive({str(self.root)!r})"
 
     def connect(self) -> sqlite3.Connection:
         "A connection to the index (created on first use), in WAL mode with a busy timeout."

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from .archive import Archive, Run, check_job_name, iso, new_run_id, utc_now
+from .archive import SCHEMA_VERSION, Archive, Run, check_job_name, iso, new_run_id, utc_now
 from .cache import cache_base, cache_enabled, cache_key, find_cached
 from .config import ARCHIVE_ENV, RUN_DIR_ENV, Project, default_params_file, find_project, resolve_job
 from .errors import MlkitError, UsageError
@@ -409,7 +409,7 @@ def build_manifest(job: PreparedJob, run_id: str, staging: Path, attempt: Attemp
     produced = output_sha256(json.loads(executed.read_text(encoding="utf-8"))) if executed.exists() else None
     base, key, uncacheable = _cache_fields(job, staging, inputs)
     manifest = {
-        "schema_version": 1, "id": run_id, "job": job.job, "status": attempt.status,
+        "schema_version": SCHEMA_VERSION, "id": run_id, "job": job.job, "status": attempt.status,
         "started_at": iso(started), "finished_at": iso(finished),
         "duration_s": round((finished - started).total_seconds(), 3),
         "params": _plain(job.params), "params_given": _plain(job.given), "param_files": job.param_files,
