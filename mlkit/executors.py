@@ -18,7 +18,8 @@ from pathlib import Path
 from .archive import MANIFEST_FILE, Archive, Run, read_manifest
 from .cache import cache_enabled, find_cached
 from .errors import UsageError
-from .runner import PreparedJob, discard_launched, execute, job_cache_base, launch_ahead
+from .prepare import PreparedJob
+from .runner import discard_launched, execute, job_cache_base, launch_ahead
 
 # %% ../nbs/23_executors.ipynb #cd058f6a
 @dataclass

@@ -17,7 +17,8 @@ from .errors import MlkitError, UsageError
 from .executors import PointTask, cache_hit, index_outcome, make_executor
 from .pipeline import (Pipeline, Stage, StageResult, failure_note, load_pipeline, new_record_file, pipeline_lock,
                             skip_reason, stage_note, write_record)
-from .runner import prepare, run
+from .prepare import prepare
+from .runner import run
 from .services import PipelineServices
 
 # %% ../nbs/23a_pipeline_run.ipynb #e1a0c034

@@ -129,7 +129,8 @@ def _working_directory(manifest: dict, notebook_path: Path) -> Path:
 def reproduce(reference: str, *, current: bool = False, rtol: float = 0.0, atol: float = 0.0, archive=None,
               timeout=None, announce=None) -> Reproduction:
     "Re-execute archived run `reference` and compare the new run with it."
-    from mlkit.runner import execute, prepare
+    from mlkit.prepare import prepare
+    from mlkit.runner import execute
     if rtol < 0 or atol < 0:
         raise UsageError("--rtol and --atol must not be negative")
     store: Archive = open_archive(archive)

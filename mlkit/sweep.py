@@ -22,7 +22,7 @@ from .archive import Archive, iso, new_run_id, utc_now, write_json_atomic
 from .config import find_project, read_yaml
 from .errors import ParameterError, RunNotFoundError, UsageError
 from .executors import PointTask, cache_hit, index_outcome, make_executor
-from .runner import prepare
+from .prepare import prepare
 
 # %% ../nbs/24_sweep.ipynb #ef11f9a2
 class ParamText(str):
