@@ -21,14 +21,14 @@ from pathlib import Path
 
 from .errors import UsageError
 from .fingerprint import sha256_file
-from .index import (INDEX_VERSION, IndexDamagedError, _check_writable, _index_row, _inspect_run_folders,
-                         _inspected, _list_query, _manifests_on_disk, _open_index, _pick_run, _read_index, _reindex,
-                         _run_from_row, _runs_with_prefix, _write_index, writable)
+from .index import (INDEX_VERSION, IndexDamagedError, _manifests_on_disk, check_writable, index_row,
+                         inspect_run_folder, inspect_run_folders, list_query, open_index, pick_run, read_index,
+                         restore_index, run_from_row, runs_with_prefix, writable, write_index)
 from .jsonio import read_json
 from .manifest import (DAMAGED, INDEX_FILE, MANIFEST_FILE, OBJECTS_DIR, PIPELINES_DIR, REGISTRY_DIR, REPORT_DIR,
                             RESERVED_NAMES, SCHEMA_VERSION, SERVING_DIR, STAGING_DIR, STATUSES, SWEEPS_DIR, UI_FILE,
-                            Run, _sweep_staging, check_job_name, check_run_reference, default_report_dir,
-                            inspect_manifest, iso, new_run_id, page_link, process_alive, read_manifest, utc_now,
+                            Run, check_job_name, check_run_reference, default_report_dir, inspect_manifest, iso,
+                            new_run_id, page_link, process_alive, read_manifest, remove_stale_staging, utc_now,
                             write_json_atomic)
 
 # the public names of mlkit.manifest and mlkit.index, imported from here by the modules above
@@ -89,11 +89,11 @@ class Archive(_Layout):
 
     def connect(self) -> sqlite3.Connection:
         "A connection to the index (created on first use), in WAL mode with a busy timeout."
-        return _open_index(self.root)
+        return open_index(self.root)
 
     def stage(self, run_id: str) -> Path:
         "A fresh staging folder for run `run_id`, owned by this process."
-        _check_writable(self.root, f"archive run {run_id}")
+        check_writable(self.root, f"archive run {run_id}")
         folder = self.staging_dir / f"{run_id}.{os.getpid()}"
         if folder.exists():
             shutil.rmtree(folder)
@@ -106,7 +106,7 @@ class Archive(_Layout):
 
     def sweep_staging(self) -> list:
         "Remove staging folders left by processes that no longer exist (e.g. after `kill -9`)."
-        return _sweep_staging(self.staging_dir)
+        return remove_stale_staging(self.staging_dir)
 
     def commit(self, staging: Path, manifest: dict, index: bool = True) -> Run:
         "Write `manifest` into `staging`, move the run into place atomically, and index it (unless not `index`)."
@@ -121,11 +121,11 @@ class Archive(_Layout):
 
     def index(self, manifest: dict, folder: Path):
         "Insert or replace one run in the index."
-        _write_index(self.root, [_index_row(manifest, folder, self.root)])
+        write_index(self.root, [index_row(manifest, folder, self.root)])
 
     def reindex(self) -> int:
         "Rebuild the index from the run folders (a damaged index file is moved aside); returns the runs indexed."
-        return _reindex(self.root)
+        return restore_index(self.root)
 
     def list_runs(self, job=None, status=None, limit=None) -> list:
         "Archived runs, oldest first, optionally of one job and/or status (`damaged` runs only when asked)."
@@ -133,13 +133,13 @@ class Archive(_Layout):
             raise UsageError(f"unknown status {status!r}; statuses: {', '.join((*STATUSES, DAMAGED))}")
         if not self.root.is_dir():
             return []
-        query, values = _list_query(job, status, limit)
-        return [_run_from_row(self.root, row) for row in reversed(_read_index(self.root, query, values))]
+        query, values = list_query(job, status, limit)
+        return [run_from_row(self.root, row) for row in reversed(read_index(self.root, query, values))]
 
     def get_run(self, reference: str) -> Run:
         "The run whose id is `reference` or starts with it; unknown or ambiguous prefixes are errors."
         reference = check_run_reference(reference)
-        return _pick_run(_runs_with_prefix(self.root, reference), reference, self.root)
+        return pick_run(runs_with_prefix(self.root, reference), reference, self.root)
 
 # %% ../nbs/05_archive.ipynb #3e38f47f
 def _file_problem(folder: Path, relative: str, sha256: str) -> str | None:
@@ -178,7 +178,7 @@ def check_files(archive, found: list, everything: bool) -> list:
 # %% ../nbs/05_archive.ipynb #cd4522f9
 def check_index(archive, found: list, everything: bool) -> list:
     "Runs the index lacks or describes differently from their folders, and (for the whole archive) rows without a folder."
-    rows = {run_id: (status, path) for run_id, status, path in _read_index(archive.root, "SELECT id, status, path FROM runs")}
+    rows = {run_id: (status, path) for run_id, status, path in read_index(archive.root, "SELECT id, status, path FROM runs")}
     problems = []
     for manifest, folder, problem in found:
         run_id, status = (folder.name, DAMAGED) if problem else (manifest["id"], manifest["status"])
@@ -193,7 +193,7 @@ def check_index(archive, found: list, everything: bool) -> list:
 # %% ../nbs/05_archive.ipynb #6cbfd146
 def check_models(archive, found: list, everything: bool) -> list:
     "Registered model versions (`registry/<name>/v<N>.json`) whose run or model file is missing or changed."
-    folders = {folder.name: folder for _, folder, problem in (found if not everything else _inspect_run_folders(archive.root))}
+    folders = {folder.name: folder for _, folder, problem in (found if not everything else inspect_run_folders(archive.root))}
     problems = []
     for path in sorted((archive.registry_dir).glob("*/v*.json")):
         entry = read_json(path)
@@ -214,9 +214,9 @@ VERIFY_CHECKS = {"manifest": "mlkit.archive:check_manifests", "files": "mlkit.ar
 def verify(archive, reference=None) -> list:
     "Problems in `archive` (or in run `reference` only), as `{check, run, problem}`; empty when all is sound."
     if reference is None:
-        found = _inspect_run_folders(archive.root)
+        found = inspect_run_folders(archive.root)
     else:
-        found = [_inspected(archive.get_run(reference).path)]
+        found = [inspect_run_folder(archive.get_run(reference).path)]
     problems = []
     for name, target in VERIFY_CHECKS.items():
         module, _, function = target.partition(":")

@@ -6,9 +6,10 @@ Docs: https://mlkit-dev.github.io/mlkit/manifest.html.md"""
 
 # %% auto #0
 __all__ = ['INDEX_FILE', 'STAGING_DIR', 'REGISTRY_DIR', 'PIPELINES_DIR', 'SWEEPS_DIR', 'SERVING_DIR', 'OBJECTS_DIR',
-           'MANIFEST_FILE', 'STATUSES', 'DAMAGED', 'RESERVED_NAMES', 'SCHEMA_VERSION', 'REPORT_DIR', 'UI_FILE',
-           'new_run_id', 'check_run_reference', 'utc_now', 'iso', 'check_job_name', 'write_json_atomic',
-           'inspect_manifest', 'read_manifest', 'Run', 'process_alive', 'default_report_dir', 'page_link']
+           'MANIFEST_FILE', 'STATUSES', 'DAMAGED', 'RUN_ID_PATTERN', 'RESERVED_NAMES', 'SCHEMA_VERSION', 'REPORT_DIR',
+           'UI_FILE', 'new_run_id', 'check_run_reference', 'utc_now', 'iso', 'check_job_name', 'write_json_atomic',
+           'inspect_manifest', 'read_manifest', 'Run', 'process_alive', 'remove_stale_staging', 'default_report_dir',
+           'page_link']
 
 # %% ../nbs/04a_manifest.ipynb #b824ba94
 import json
@@ -36,7 +37,7 @@ STATUSES = ("succeeded", "failed", "interrupted")
 DAMAGED = "damaged"  # the status the index gives a run folder whose manifest cannot be trusted
 
 # %% ../nbs/04a_manifest.ipynb #a5c0de04
-_RUN_ID = re.compile(r"\d{8}-\d{6}-\d{3}-[0-9a-f]{6}")
+RUN_ID_PATTERN = re.compile(r"\d{8}-\d{6}-\d{3}-[0-9a-f]{6}")
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -204,7 +205,7 @@ def process_alive(pid: int) -> bool:
     return True
 
 # %% ../nbs/04a_manifest.ipynb #a5c0de71
-def _sweep_staging(staging_root: Path) -> list:
+def remove_stale_staging(staging_root: Path) -> list:
     "Remove the folders in `staging_root` whose owner process is gone; returns their names."
     removed = []
     if not staging_root.is_dir():
