@@ -17,6 +17,7 @@ import pandas as pd
 import yaml
 
 from .config import read_yaml
+from .contract_checks import column_failures, converted
 from .errors import MlkitError, UsageError
 
 # %% ../nbs/13_contract.ipynb #18960181
@@ -235,52 +236,18 @@ def _check_table_columns(report: ContractReport, frame: pd.DataFrame, contract: 
                 report.add(column, "unexpected column", len(frame))
 
 # %% ../nbs/13_contract.ipynb #cdf3d71d
-_BOOLEAN_TEXT = {"true": True, "false": False, "1": True, "0": False}
-
-
-def _converted(series: pd.Series, expected: str) -> tuple:
-    "`series` as contract dtype `expected`, and the mask of present values that do not convert."
-    if expected in ("integer", "float"):
-        numeric = pd.to_numeric(series, errors="coerce")
-        bad = series.notna() & numeric.isna()
-        if expected == "integer":
-            bad |= numeric.notna() & (numeric % 1 != 0)
-        return numeric.where(~bad), bad
-    if expected == "boolean":
-        mapped = series.map(lambda v: v if isinstance(v, bool) else _BOOLEAN_TEXT.get(str(v).lower()))
-        return mapped, series.notna() & mapped.isna()
-    if expected == "datetime":
-        parsed = pd.to_datetime(series, errors="coerce", utc=True)
-        return parsed, series.notna() & parsed.isna()
-    return series, pd.Series(False, index=series.index)
-
-
 def _check_dtype(report: ContractReport, column: str, series: pd.Series, expected: str) -> pd.Series:
     "Check one column's dtype; returns the column as the expected type (non-conforming values as missing)."
-    converted, bad = _converted(series, expected)
+    converted_values, bad = converted(series, expected)
     if bad.any():
         report.add(column, f"dtype {expected}", bad.sum(), series[bad].unique())
-    return converted
+    return converted_values
 
 # %% ../nbs/13_contract.ipynb #a653559c
 def _check_values(report: ContractReport, column: str, series: pd.Series, spec: dict):
-    "Check one present column against its spec: dtype, nulls, range and allowed categories."
-    values = _check_dtype(report, column, series, spec["dtype"])
-    nulls = series.isna()
-    if not spec.get("nullable", True) and nulls.any():
-        report.add(column, "not null", nulls.sum())
-    if "min" in spec:
-        low = values.notna() & (values < spec["min"])
-        if low.any():
-            report.add(column, f"min {spec['min']}", low.sum(), values[low].unique())
-    if "max" in spec:
-        high = values.notna() & (values > spec["max"])
-        if high.any():
-            report.add(column, f"max {spec['max']}", high.sum(), values[high].unique())
-    if "allowed" in spec:
-        unseen = series.notna() & ~series.astype(str).isin([str(a) for a in spec["allowed"]])
-        if unseen.any():
-            report.add(column, "allowed categories", unseen.sum(), series[unseen].unique())
+    "Check one present column against its spec (`contract_checks.column_failures`): dtype, nulls, range, categories."
+    for check, mask, failing in column_failures(series, spec):
+        report.add(column, check, mask.sum(), () if failing is None else failing.unique())
 
 # %% ../nbs/13_contract.ipynb #674ea730
 def _check_key(report: ContractReport, frame: pd.DataFrame, key: list):

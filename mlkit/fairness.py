@@ -1,4 +1,4 @@
-"""Fairness across groups of students, with fairlearn: per-group metrics, parity and equalized odds.
+"""Fairness across groups of people (or any rows), with fairlearn: per-group metrics, parity and equalized odds.
 
 Docs: https://mlkit-dev.github.io/mlkit/fairness.html.md"""
 

@@ -18,7 +18,8 @@ from mlkit.edtech.privacy import ingest
 from mlkit.errors import UsageError
 from mlkit.fingerprint import file_record, sha256_file
 from mlkit.models import save_model
-from mlkit.prediction_log import PSEUDONYM_KEY_ENV, log_folder, read_log
+from mlkit.prediction_log import log_folder, read_log
+from mlkit.pseudonyms import PSEUDONYM_KEY_ENV
 from mlkit.registry import Registry, promote
 from mlkit.serving import create_app
 

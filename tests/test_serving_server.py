@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mlkit.prediction_log import PSEUDONYM_KEY_ENV, complete_lines, log_folder, read_log
+from mlkit.prediction_log import complete_lines, log_folder, read_log
+from mlkit.pseudonyms import PSEUDONYM_KEY_ENV
 from mlkit.registry import Registry, promote
 
 from test_serving_app import attempts_rows, make_served_archive, register_version, tamper

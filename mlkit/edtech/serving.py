@@ -19,7 +19,8 @@ from ..archive import Archive
 from .data import FEATURES, make_catalog
 from .recommend import next_modules, student_profile
 from ..registry import data_generated_by_mlkit
-from ..serving import ERROR_RESPONSES, Batch, RequestError, ServingState
+from ..scoring import Batch, RequestError
+from ..serving import ERROR_RESPONSES, ServingState
 
 # %% ../../nbs/edtech/65_serving.ipynb #508275e8
 def synthetic_data(run) -> bool:
