@@ -6,11 +6,11 @@ Docs: https://mlkit-dev.github.io/mlkit/archive.html.md"""
 
 # %% auto #0
 __all__ = ['VERIFY_CHECKS', 'Archive', 'check_manifests', 'check_files', 'check_index', 'check_models', 'verify', 'open_archive',
-           'list_runs', 'get_run', 'DAMAGED', 'INDEX_FILE', 'INDEX_VERSION', 'IndexDamagedError', 'MANIFEST_FILE',
-           'OBJECTS_DIR', 'PIPELINES_DIR', 'REGISTRY_DIR', 'REPORT_DIR', 'RESERVED_NAMES', 'Run', 'SCHEMA_VERSION',
-           'SERVING_DIR', 'STAGING_DIR', 'STATUSES', 'SWEEPS_DIR', 'UI_FILE', '_manifests_on_disk', 'check_job_name',
-           'check_run_reference', 'default_report_dir', 'inspect_manifest', 'iso', 'new_run_id', 'page_link',
-           'process_alive', 'read_manifest', 'utc_now', 'writable', 'write_json_atomic']
+           'list_runs', 'get_run', 'DAMAGED', 'INDEX_FILE', 'INDEX_VERSION', 'MANIFEST_FILE', 'OBJECTS_DIR',
+           'PIPELINES_DIR', 'REGISTRY_DIR', 'REPORT_DIR', 'RESERVED_NAMES', 'SCHEMA_VERSION', 'SERVING_DIR',
+           'STAGING_DIR', 'STATUSES', 'SWEEPS_DIR', 'UI_FILE', 'IndexDamagedError', 'Run', 'check_job_name',
+           'check_run_reference', 'default_report_dir', 'inspect_manifest', 'iso', 'manifests_on_disk', 'new_run_id',
+           'page_link', 'process_alive', 'read_manifest', 'utc_now', 'writable', 'write_json_atomic']
 
 # %% ../nbs/05_archive.ipynb #da6cec23
 import importlib
@@ -21,8 +21,8 @@ from pathlib import Path
 
 from .errors import UsageError
 from .fingerprint import sha256_file
-from .index import (INDEX_VERSION, IndexDamagedError, _manifests_on_disk, check_writable, index_row,
-                         inspect_run_folder, inspect_run_folders, list_query, open_index, pick_run, read_index,
+from .index import (INDEX_VERSION, IndexDamagedError, check_writable, index_row, inspect_run_folder,
+                         inspect_run_folders, list_query, manifests_on_disk, open_index, pick_run, read_index,
                          restore_index, run_from_row, runs_with_prefix, writable, write_index)
 from .jsonio import read_json
 from .manifest import (DAMAGED, INDEX_FILE, MANIFEST_FILE, OBJECTS_DIR, PIPELINES_DIR, REGISTRY_DIR, REPORT_DIR,
@@ -32,10 +32,10 @@ from .manifest import (DAMAGED, INDEX_FILE, MANIFEST_FILE, OBJECTS_DIR, PIPELINE
                             write_json_atomic)
 
 # the public names of mlkit.manifest and mlkit.index, imported from here by the modules above
-_all_ = ["DAMAGED", "INDEX_FILE", "INDEX_VERSION", "IndexDamagedError", "MANIFEST_FILE", "OBJECTS_DIR", "PIPELINES_DIR",
-         "REGISTRY_DIR", "REPORT_DIR", "RESERVED_NAMES", "Run", "SCHEMA_VERSION", "SERVING_DIR", "STAGING_DIR",
-         "STATUSES", "SWEEPS_DIR", "UI_FILE", "_manifests_on_disk", "check_job_name", "check_run_reference",
-         "default_report_dir", "inspect_manifest", "iso", "new_run_id", "page_link", "process_alive", "read_manifest",
+_all_ = ["DAMAGED", "INDEX_FILE", "INDEX_VERSION", "MANIFEST_FILE", "OBJECTS_DIR", "PIPELINES_DIR", "REGISTRY_DIR",
+         "REPORT_DIR", "RESERVED_NAMES", "SCHEMA_VERSION", "SERVING_DIR", "STAGING_DIR", "STATUSES", "SWEEPS_DIR",
+         "UI_FILE", "IndexDamagedError", "Run", "check_job_name", "check_run_reference", "default_report_dir",
+         "inspect_manifest", "iso", "manifests_on_disk", "new_run_id", "page_link", "process_alive", "read_manifest",
          "utc_now", "writable", "write_json_atomic"]
 
 # %% ../nbs/05_archive.ipynb #2765390b

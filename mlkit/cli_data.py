@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from .archive import Archive, _manifests_on_disk, iso, open_archive, utc_now, write_json_atomic
+from .archive import Archive, iso, manifests_on_disk, open_archive, utc_now, write_json_atomic
 from .cli import add_archive_option, command_group, say
 from .errors import MlkitError, UsageError
 from .objects import OBJECTS_DIR, check_object, object_path, read_object, remove_object, stored_objects
@@ -162,7 +162,7 @@ def _kept_runs(store: Archive, manifests: dict, older_than: timedelta, keep_last
 # %% ../nbs/38_cli_data.ipynb #06c499ab
 def plan_gc(store: Archive, older_than: timedelta = timedelta(days=30), keep_last: int = 1, now=None) -> GcPlan:
     "The runs whose snapshots gc would release and the objects it would delete."
-    manifests = {m["id"]: m for m, _ in _manifests_on_disk(store.root)}
+    manifests = {m["id"]: m for m, _ in manifests_on_disk(store.root)}
     kept = _kept_runs(store, manifests, older_than, keep_last, now or utc_now())
     collected = {path.stem for path in _collected(store.root).glob("*.json")}
     live, release = _staging_objects(store.root), []
@@ -203,7 +203,7 @@ def check_objects(archive: Archive, found: list, everything: bool = True) -> lis
 
 def object_problems(root) -> list:
     "Problems of the objects the runs in the archive at `root` refer to (missing or corrupt), one line each."
-    found = [(manifest, folder, None) for manifest, folder in _manifests_on_disk(Path(root))]
+    found = [(manifest, folder, None) for manifest, folder in manifests_on_disk(Path(root))]
     return [f"run {run_id}: {problem}" for run_id, problem in check_objects(Archive(root), found)]
 
 # %% ../nbs/38_cli_data.ipynb #789e9d58
