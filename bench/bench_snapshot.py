@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from unittest.mock import patch
 
-from mlkit.objects import file_sha256, hash_file
+from mlkit.fingerprint import sha256_file
+from mlkit.objects import cached_sha256
 from mlkit.snapshots import declare_input
 
 SIZE = 1 << 30
@@ -36,7 +37,7 @@ def main():
         old = time.time() - 3600
         for path in (big, small):
             os.utime(path, (old, old))
-        ours = timed(lambda: hash_file(big), 3)
+        ours = timed(lambda: sha256_file(big), 3)
         theirs = timed(lambda: subprocess.run(["sha256sum", str(big)], check=True, capture_output=True), 3)
         print(f"hash 1 GiB: mlkit {ours:.3f} s ({SIZE / ours / 1e9:.2f} GB/s), sha256sum {theirs:.3f} s, "
               f"ratio sha256sum/mlkit {theirs / ours:.2f}")
@@ -45,7 +46,7 @@ def main():
             first = timed(lambda: declare_input(big))
             with_state = timed(lambda: declare_input(big), 5)
             small_state = timed(lambda: declare_input(small), 5)
-        without_state = timed(lambda: file_sha256(big), 3)
+        without_state = timed(lambda: cached_sha256(big), 3)
         print(f"first log_input of 1 GiB (hash + copy into the store): {first:.3f} s")
         print(f"re-run log_input, unchanged 1 GiB, state table: {with_state * 1000:.1f} ms "
               f"(small file: {small_state * 1000:.1f} ms, overhead {(with_state - small_state) * 1000:.1f} ms)")

@@ -18,7 +18,7 @@ from pathlib import Path
 from .archive import Archive, Run, read_manifest
 from .fingerprint import library_sha256
 from .normalize import source_sha256
-from .record import dump_json
+from .jsonio import dump_json
 
 # %% ../nbs/08_cache.ipynb #610cb6c3
 KEY_PACKAGES = ("ipykernel", "matplotlib", "nbclient", "numpy", "pandas", "papermill", "pyarrow", "scikit-learn",

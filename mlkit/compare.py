@@ -143,7 +143,7 @@ def _runs_frame_class():
             return RunsFrame
 
         def _repr_html_(self):
-            from mlkit.report import page_link
+            from mlkit.archive import page_link
             shown = super()._repr_html_()
             root = getattr(self, "archive_root", None)
             for run_id in self.index if root and shown else []:

@@ -6,20 +6,20 @@ Docs: https://mlkit-dev.github.io/mlkit/executors.html.md"""
 
 # %% auto #0
 __all__ = ['THREAD_VARIABLES', 'EXECUTORS', 'PointTask', 'find_marked_run', 'execute_point', 'index_outcome', 'cache_hit',
-           'thread_limits', 'LocalExecutor', 'DaskExecutor', 'make_executor', 'ready_stages', 'run_stages']
+           'thread_limits', 'LocalExecutor', 'DaskExecutor', 'make_executor']
 
 # %% ../nbs/23_executors.ipynb #df444624
 import concurrent.futures
 import os
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .archive import MANIFEST_FILE, Archive, Run, new_run_id, read_manifest
+from .archive import MANIFEST_FILE, Archive, Run, read_manifest
 from .cache import cache_enabled, find_cached
 from .errors import UsageError
-from .runner import PreparedJob, discard_launched, execute, job_cache_base, launch_ahead, prepare
+from .prepare import PreparedJob
+from .runner import discard_launched, execute, job_cache_base, launch_ahead
 
 # %% ../nbs/23_executors.ipynb #cd058f6a
 @dataclass
@@ -218,101 +218,3 @@ def make_executor(kind: str = "local", max_workers: int | None = None, address: 
     if kind == "dask":
         return DaskExecutor(address, max_workers)
     return LocalExecutor(max_workers)
-
-# %% ../nbs/23_executors.ipynb #5b4fa4a6
-def ready_stages(stages: list, decided: set, started: set) -> list:
-    "The stages not `started` yet whose every dependency is `decided` (done or skipped)."
-    return [s for s in stages if s.name not in started and all(name in decided for name in s.depends_on)]
-
-# %% ../nbs/23_executors.ipynb #2c247d20
-def _stage_line(number: int, total: int, stage, result) -> str:
-    "The line announcing that `stage` (number `number` of `total`) ended with `result`."
-    cached = " (cached)" if result.cached else ""
-    note = f" — {result.note}" if result.note else ""
-    return (f"[{number}/{total}] {stage.name} ({stage.job}): {result.status}{cached} run {result.run_id} "
-            f"in {result.seconds}s{note}")
-
-
-def _stage_result(stage, run, began: float):
-    "The `StageResult` of `stage` whose `run` is archived."
-    from mlkit.pipeline import StageResult, _failure_note, stage_note
-    result = StageResult(stage.name, stage.job, run.status, run.id, run.cached, round(time.monotonic() - began, 2))
-    result.note = stage_note(run) if run.succeeded else _failure_note(run)
-    return result
-
-# %% ../nbs/23_executors.ipynb #95770ce5
-def _start_stage(stage, state: dict, store: Archive, executor, force: bool, project) -> bool:
-    "Skip `stage`, serve it from the cache, or submit it; True when it is decided at once."
-    from mlkit.pipeline import StageResult, _skip_reason
-    runs, number = state["runs"], state["numbers"][stage.name]
-    skip = _skip_reason(stage, runs)
-    if skip:
-        state["results"][stage.name] = StageResult(stage.name, stage.job, "skipped", note=skip[0])
-        state["say"](f"[{number}/{len(state['numbers'])}] {stage.name} ({stage.job}): skipped ({skip[1]})")
-        return True
-    params = {**stage.params, **{param: runs[name].id for param, name in stage.upstream.items()}}
-    job = prepare(stage.job, params, project=project)
-    upstream_ids = list(dict.fromkeys(runs[name].id for name in stage.depends_on))
-    hit = None if force else cache_hit(job, store)
-    if hit is not None:
-        _settle_stage(stage, hit, time.monotonic(), state)
-        return True
-    state["say"](f"[{number}/{len(state['numbers'])}] {stage.name} ({stage.job}): running")
-    task = PointTask(job, str(store.root), {"upstream": upstream_ids, "stage": {**state["tag"], "stage": stage.name}},
-                     "stage", not_before=state["tag"]["id"][:19])
-    state["futures"][executor.submit(task)] = (stage, time.monotonic())
-    return False
-
-# %% ../nbs/23_executors.ipynb #a351e626
-def _settle_stage(stage, run, began: float, state: dict):
-    "Record that `stage` ended with `run`, announce it, and stop new stages if it did not succeed."
-    result = _stage_result(stage, run, began)
-    state["results"][stage.name] = result
-    state["say"](_stage_line(state["numbers"][stage.name], len(state["numbers"]), stage, result))
-    if run.succeeded:
-        state["runs"][stage.name] = run
-    else:
-        state["stopped"] = True
-
-# %% ../nbs/23_executors.ipynb #eee64fe2
-def _start_ready(pipeline, state: dict, store: Archive, executor, force: bool, project):
-    "Start every stage that can start now, again while some are decided at once (skipped or cached)."
-    progressed = True
-    while progressed and not state["stopped"]:
-        started = set(state["results"]) | {stage.name for stage, _ in state["futures"].values()}
-        ready = ready_stages(pipeline.stages, set(state["results"]), started)
-        progressed = any([_start_stage(stage, state, store, executor, force, project) for stage in ready])
-
-# %% ../nbs/23_executors.ipynb #c47a5b0f
-def _ordered_results(pipeline, state: dict) -> list:
-    "The `StageResult`s decided so far, in stage order."
-    return [state["results"][stage.name] for stage in pipeline.stages if stage.name in state["results"]]
-
-
-def _report(pipeline, state: dict, progress):
-    "Tell `progress` (if any) the results so far and the stages running now."
-    if progress is not None:
-        progress(_ordered_results(pipeline, state), [stage for stage, _ in state["futures"].values()])
-
-
-def run_stages(pipeline, store: Archive, executor, force: bool = False, announce=None, project=None,
-               progress=None) -> list:
-    "Run `pipeline`'s stages on `executor`, each once its upstream is done; their `StageResult`s in stage order."
-    from mlkit.pipeline import StageResult
-    state = {"runs": {}, "results": {}, "futures": {}, "stopped": False, "say": announce or (lambda message: None),
-             "numbers": {stage.name: n for n, stage in enumerate(pipeline.stages, 1)},
-             "tag": {"pipeline": pipeline.name, "id": new_run_id()}}
-    _start_ready(pipeline, state, store, executor, force, project)
-    _report(pipeline, state, progress)
-    while state["futures"]:
-        for future in executor.wait(set(state["futures"]), timeout=1.0):
-            stage, began = state["futures"].pop(future)
-            try:
-                _settle_stage(stage, index_outcome(store, future.result()), began, state)
-            except Exception as error:
-                state["results"][stage.name] = StageResult(stage.name, stage.job, "error",
-                                                           note=f"{type(error).__name__}: {error}")
-                state["stopped"] = True
-        _start_ready(pipeline, state, store, executor, force, project)
-        _report(pipeline, state, progress)
-    return _ordered_results(pipeline, state)

@@ -113,11 +113,11 @@ class Registry:
         for statement in _TABLES:
             connection.execute(statement)
         if connection.execute("SELECT COUNT(*) FROM model_versions").fetchone()[0] == 0:
-            _restore(connection, self.archive.root / "registry")
+            _restore(connection, self.archive.registry_dir)
         return connection
 
     def _mirror(self, name: str):
-        return self.archive.root / "registry" / name
+        return self.archive.registry_dir / name
 
     def register(self, name: str, run: Run, artifact: str = "model.skops", note: str = "") -> ModelVersion:
         "Register the model that `run` saved as artifact `artifact` as the next version of `name`."

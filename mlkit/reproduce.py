@@ -129,7 +129,8 @@ def _working_directory(manifest: dict, notebook_path: Path) -> Path:
 def reproduce(reference: str, *, current: bool = False, rtol: float = 0.0, atol: float = 0.0, archive=None,
               timeout=None, announce=None) -> Reproduction:
     "Re-execute archived run `reference` and compare the new run with it."
-    from mlkit.runner import execute, prepare
+    from mlkit.prepare import prepare
+    from mlkit.runner import execute
     if rtol < 0 or atol < 0:
         raise UsageError("--rtol and --atol must not be negative")
     store: Archive = open_archive(archive)
@@ -141,7 +142,7 @@ def reproduce(reference: str, *, current: bool = False, rtol: float = 0.0, atol:
     kernel = manifest.get("kernel", {}).get("name")
     prepared = prepare(original.job, manifest.get("params_given", {}), use_default_params=False, project=project,
                        notebook_path=notebook_path, job_name=original.job, kernel=kernel, cwd=cwd)
-    restored = store.root / ".staging" / f"restore-{original.id}.{os.getpid()}"
+    restored = store.staging_dir / f"restore-{original.id}.{os.getpid()}"
     states, prepared.env = restore_inputs(manifest.get("inputs", []), store.root, restored)
     if announce:
         announce(f"reproducing run {original.id} ({'working copy' if current else 'archived notebook'})")

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from .config import ARCHIVE_ENV
 from .errors import UsageError
-from .objects import file_sha256, link_object, object_path, open_state, read_object, store_bytes, store_file
-from .record import RUN_DIR_ENV
+from .objects import cached_sha256, link_object, object_path, open_state, read_object, store_bytes, store_file
+from .config import RUN_DIR_ENV
 
 # %% ../nbs/26_snapshots.ipynb #bb77c719
 DEFAULT_SNAPSHOT_LIMIT = 2 << 30
@@ -69,7 +69,7 @@ def folder_listing(folder, root=None, state=None) -> tuple:
     folder = Path(folder)
     entries = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        sha256 = store_file(root, path, state) if root else file_sha256(path, state)
+        sha256 = store_file(root, path, state) if root else cached_sha256(path, state)
         entries.append([path.relative_to(folder).as_posix(), sha256, path.stat().st_size])
     listing = _listing_bytes(entries)
     sha256 = store_bytes(root, listing) if root else hashlib.sha256(listing).hexdigest()
@@ -88,7 +88,7 @@ def describe_input(path, root=None, state=None, limit: int = DEFAULT_SNAPSHOT_LI
         root = None
     record = {"path": str(source), "type": "file" if source.is_file() else "folder"}
     if source.is_file():
-        record.update(sha256=store_file(root, source, state) if root else file_sha256(source, state), bytes=size)
+        record.update(sha256=store_file(root, source, state) if root else cached_sha256(source, state), bytes=size)
     else:
         sha256, listing, _ = folder_listing(source, root, state)
         record.update(sha256=sha256, bytes=size, files=len(json.loads(listing)["files"]))
@@ -157,7 +157,7 @@ def current_sha256(record: dict, state=None) -> str | None:
     "The sha256 input `record`'s path has now (None when it is gone, or no longer a file or folder as then)."
     path = Path(record["path"])
     if path.is_file() and record.get("type", "file") == "file":
-        return file_sha256(path, state)
+        return cached_sha256(path, state)
     if path.is_dir() and record.get("type") == "folder":
         return folder_listing(path, None, state)[0]
     return None

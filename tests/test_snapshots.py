@@ -72,10 +72,10 @@ def test_state_table_skips_rehashing(tmp_path):
     old = time.time() - 3600
     os.utime(data, (old, old))
     calls = []
-    real = objects.hash_file
+    real = objects.sha256_file
     env = {"MLKIT_RUN_DIR": str(tmp_path / "run"), "MLKIT_ARCHIVE": str(tmp_path / "runs")}
     (tmp_path / "run").mkdir()
-    with patch.dict(os.environ, env), patch.object(objects, "hash_file", lambda p: calls.append(p) or real(p)):
+    with patch.dict(os.environ, env), patch.object(objects, "sha256_file", lambda p: calls.append(p) or real(p)):
         for _ in range(3):
             mlkit.log_input(data)
         assert len(calls) == 1  # stored and hashed once, then looked up

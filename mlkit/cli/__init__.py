@@ -16,7 +16,7 @@ import io
 import sys
 
 from ..errors import MlkitError
-from ..record import dump_json
+from ..jsonio import dump_json
 
 # %% ../../nbs/cli/31_cli.ipynb #1119a53d
 def say(message: str):

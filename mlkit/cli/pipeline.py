@@ -36,7 +36,7 @@ def _champion_line(model: str, current: dict) -> str:
 # %% ../../nbs/cli/35_pipeline.ipynb #ac99cea2
 def command_pipeline_run(args) -> int:
     "mlkit pipeline run: run the stages, then summarize."
-    from mlkit.pipeline import run_pipeline
+    from mlkit.pipeline_run import run_pipeline
     began = time.monotonic()
     pipeline, results, record = run_pipeline(args.file, archive=args.archive, force=args.force,
                                              announce=None if args.json else say, max_workers=args.max_workers,

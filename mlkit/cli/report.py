@@ -80,7 +80,8 @@ def _watch(root: Path, site: Path, archive, interval: float, until: float | None
 # %% ../../nbs/cli/39_report.ipynb #c2e866cb
 def command_ui(args) -> int:
     "mlkit ui: serve the report on 127.0.0.1 and rebuild it when the archive changes."
-    from mlkit.report import UI_FILE, build_report
+    from mlkit.archive import UI_FILE
+    from mlkit.report import build_report
     from mlkit.errors import UsageError
     if args.interval <= 0:
         raise UsageError(f"--interval must be a positive number of seconds, got {args.interval}")
