@@ -212,7 +212,7 @@ def _add_runs_reindex(runs):
 # %% ../../nbs/cli/32_runs.ipynb #6184d763
 def command_runs_verify(args) -> int:
     "mlkit runs verify [RUN]: check manifests, recorded files and the index; exit 1 on any problem."
-    from mlkit.archive import verify
+    from mlkit.verify import verify
     store = archive_of(args)
     problems = verify(store, args.run)
     text = (format_table([[p["check"], p["run"] or "-", p["problem"]] for p in problems], ["check", "run", "problem"],
