@@ -2,7 +2,7 @@
 run-cache hit against papermill executing the notebook.
 
 Prints medians and ratios (mlkit / papermill) measured in one run, rounds interleaved so that machine noise hits
-both sides alike. The last line gives papermill the import fix that mlkit's command applies (see nbs/cli/31_cli.ipynb),
+both sides alike. The last line gives papermill the import fix that mlkit's command applies (see nbs/cli/50_cli.ipynb),
 for a like-for-like comparison of the runners themselves. Usage: python bench/bench_run.py [ROUNDS]
 """
 

@@ -1,6 +1,6 @@
 """Build the documentation site from nbs/: `python tools/docs.py --out DIR`.
 
-Every notebook under nbs/ becomes a page with its outputs, named as nbdev names it (`05_archive.ipynb` ->
+Every notebook under nbs/ becomes a page with its outputs, named as nbdev names it (`11_archive.ipynb` ->
 `archive.html`, so the links in `mlkit/_modidx.py` and in the modules' docstrings resolve), with an anchor for each
 name its exported cells define. The notebooks are executed the way `nbdev-test` executes them (execnb's in-process
 shell, the same skipped cells, two notebooks at a time); a failing notebook stops the build with its name and its

@@ -10,7 +10,7 @@ __all__ = ['command_data_generate', 'command_data_ingest', 'command_recommend', 
 # %% ../../nbs/edtech/64_cli.ipynb #bda3c4d5
 from ..cli import add_command, archive_of, command_group, emit
 from ..errors import UsageError
-from ..textable import format_table
+from ..text_tables import format_table
 
 # %% ../../nbs/edtech/64_cli.ipynb #e1c0a034
 def _fault_names(text) -> list:
@@ -46,7 +46,7 @@ def command_data_ingest(args) -> int:
     "mlkit data ingest RAW --out SAFE: pseudonymize a raw export and drop its direct identifiers."
     from pathlib import Path
     from mlkit.edtech.privacy import ingest, pseudonym_key
-    from mlkit.tables import read_table, write_table
+    from mlkit.table_files import read_table, write_table
     if Path(args.out).resolve() == Path(args.raw).resolve():
         raise UsageError(f"--out must differ from the raw file {args.raw} (the raw export is kept as it is)")
     key = pseudonym_key()  # a raw export is real data: no secret key, no reading it

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UsageError
-from ..tables import write_table
+from ..table_files import write_table
 
 # %% ../../nbs/edtech/60_data.ipynb #755c844d
 LEARNING_STYLES = ("visual", "auditory", "reading", "kinesthetic")
