@@ -12,8 +12,8 @@ three ways, each a uvicorn process on a free 127.0.0.1 port:
 
 Each is measured at concurrency 1 and 16 with one-row and 100-row `dataframe_split` requests, for at most
 `--seconds` seconds or `--requests` requests per cell, in `--rounds` slices with the servers taking turns (a
-noisy machine's slow spells then fall on every server alike). Load goes to loopback only. Prints a table and the ratios the
-issue sets as goals: throughput of mlkit >= 1.0x MLflow's; mlkit's p50 latency <= 1.3x the floor's at concurrency 1.
+noisy machine's slow spells then fall on every server alike). Load goes to loopback only. Prints a table and the ratios we
+aim for: throughput of mlkit >= 1.0x MLflow's; mlkit's p50 latency <= 1.3x the floor's at concurrency 1.
 """
 
 import argparse

@@ -1,4 +1,4 @@
-"""Issue 5: model registry, drift monitoring and pipelines, end to end with real kernels."""
+"""Model registry, drift monitoring and pipelines, end to end with real kernels."""
 
 import json
 import os

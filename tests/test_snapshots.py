@@ -33,7 +33,7 @@ def test_changed_and_deleted_inputs_are_restored(project):
     original = project.run_json("reads", check=0)
     assert [(i["type"], i["snapshot"]) for i in original["inputs"]] == [("file", True), ("folder", True)]
     objects = len(stored_objects(project.archive))
-    with data.open("a") as handle:  # the case: one row appended to the CSV
+    with data.open("a") as handle:  # one row appended to the CSV
         handle.write("3\n")
     (folder / "b.txt").write_text("b")
     changed = project.mlkit("reproduce", original["id"], "--json", check=0)

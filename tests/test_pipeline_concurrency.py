@@ -1,4 +1,4 @@
-"""Issue 9 (pipeline and concurrency): stage parameters checked before the
+"""Pipelines under concurrency: stage parameters checked before the
 first stage, one run of a pipeline at a time, unique records, a record written as the pipeline goes (kill -9), and
 promotion as a compare-and-set on the alias."""
 

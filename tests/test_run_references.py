@@ -1,4 +1,4 @@
-"""Run references are ids or id prefixes: they never glob and never reach outside the archive (issue 9, case 1)."""
+"""Run references are ids or id prefixes: they never glob and never reach outside the archive."""
 
 import json
 import shutil

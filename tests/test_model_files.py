@@ -1,4 +1,4 @@
-"""Issue 9 (model and contract files): a model is registered only if it could be loaded later (skops, trusted types
+"""A model is registered only if it could be loaded later (skops, trusted types
 only; a pickle renamed model.skops is refused clearly), and a contract with values of the wrong type is a usage
 error naming the key, while a contract key the data lacks fails the check."""
 
@@ -36,7 +36,7 @@ def test_registration_refuses_models_that_could_not_be_loaded(project):
     renamed_pickle = run_with_model(archive, lambda path: path.write_bytes(pickle.dumps(fitted)))
 
     refused = project.mlkit("models", "register", "edtech", "--run", untrusted, check=1)
-    assert "needs untrusted types ['test_hardening_models.HomemadeModel']" in refused.stderr
+    assert "needs untrusted types ['test_model_files.HomemadeModel']" in refused.stderr
     assert "trust_types" in refused.stderr and "Traceback" not in refused.stderr
     refused = project.mlkit("models", "register", "edtech", "--run", renamed_pickle, check=1)
     assert "not a skops model file (a pickle, which can run arbitrary code when loaded)" in refused.stderr

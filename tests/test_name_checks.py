@@ -1,4 +1,4 @@
-"""Issue 9 (security): every name that becomes a path is checked in one place (mlkit.names), and real student data
+"""Every name that becomes a path is checked in one place (mlkit.names), and real student data
 needs a real pseudonym key (the development key serves only data mlkit generated itself)."""
 
 import hashlib

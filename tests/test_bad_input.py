@@ -1,4 +1,4 @@
-"""Bad input is refused before anything starts; nan/inf stay strict JSON; kernels keep no history (issue 9: 4, 13, 14)."""
+"""Bad input is refused before anything starts; nan/inf stay strict JSON; kernels keep no history."""
 
 import json
 import sqlite3

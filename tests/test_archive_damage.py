@@ -1,4 +1,4 @@
-"""The index heals, damaged manifests are listed, read-only archives read, a full disk loses nothing (issue 9: 8-12)."""
+"""The index heals, damaged manifests are listed, read-only archives read, a full disk loses nothing."""
 
 import json
 import os
