@@ -8,6 +8,7 @@ Docs: https://mlkit-dev.github.io/mlkit/cli_serve.html.md"""
 __all__ = ['bearer_token', 'check_address', 'command_serve', 'log_summary', 'command_serving_log', 'add_commands']
 
 # %% ../nbs/36_cli_serve.ipynb #109cdd77
+import argparse
 import os
 import signal
 import socket
@@ -49,7 +50,8 @@ def command_serve(args) -> int:
     from mlkit.serving import create_app
     check_address(args.host, args.port)
     app = create_app(args.reference, archive=args.archive, token=bearer_token(args.token_env),
-                     max_body_bytes=args.max_body_bytes)
+                     max_body_bytes=args.max_body_bytes, max_batch_rows=args.max_batch_rows,
+                     max_batch_delay=args.max_batch_delay_ms / 1000)
     current = app.state.mlkit.holder.current
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=30)
@@ -64,6 +66,13 @@ def command_serve(args) -> int:
     return 0
 
 
+def _count(text: str) -> int:
+    "A whole number, 0 or more (an argparse type)."
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (0 or more)")
+    return int(text)
+
+
 def _add_serve(commands):
     serve = commands.add_parser("serve", help="serve a registered model over HTTP (contract checks, log, reload)")
     serve.add_argument("reference", metavar="REF", help="registry reference: name@alias (followed) or name:3")
@@ -72,6 +81,10 @@ def _add_serve(commands):
     serve.add_argument("--token-env", metavar="VAR", help="require `Authorization: Bearer $VAR` (except /health/*)")
     serve.add_argument("--max-body-bytes", type=int, default=1_000_000, metavar="N",
                        help="refuse larger request bodies with 413 (default 1000000)")
+    serve.add_argument("--max-batch-rows", type=_count, default=1024, metavar="N",
+                       help="score concurrent requests together, up to N rows a model call (default 1024; 0: off)")
+    serve.add_argument("--max-batch-delay-ms", type=_count, default=2, metavar="MS",
+                       help="wait at most MS for requests being checked to join a batch (default 2; 0: off)")
     add_archive_option(serve)
     serve.set_defaults(handler=command_serve)
 

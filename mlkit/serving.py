@@ -11,6 +11,7 @@ __all__ = ['OPEN_PREFIXES', 'INVOCATION_SCHEMA', 'ERROR_RESPONSES', 'logger', 'S
            'add_routes', 'serving_plugins', 'create_app']
 
 # %% ../nbs/20_serving.ipynb #3dad749e
+import asyncio
 import hmac
 import json
 import logging
@@ -33,7 +34,8 @@ from .prediction_log import SegmentWriter, log_folder
 from .pseudonyms import (DEVELOPMENT_KEY, PSEUDONYM_KEY_ENV, is_identifier, pseudonymized, pseudonymized_columns,
                               secret_key)
 from .registry import Registry, resolve
-from .scoring import MAX_ROWS, Batch, ModelHolder, RequestError, RowChecker, ServedModel, parse_invocation
+from .scoring import (MAX_ROWS, Batch, BatchScorer, ModelHolder, RequestError, RowChecker, ServedModel,
+                           parse_invocation)
 
 # %% ../nbs/20_serving.ipynb #cf3501eb
 def pseudonym_key(run, plugins=()) -> bytes:
@@ -58,6 +60,8 @@ class ServingMetrics:
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
         self.rows = Counter("mlkit_predicted_rows", "Rows predicted", registry=self.registry)
         self.rejected_rows = Counter("mlkit_rejected_rows", "Rows refused by the contract", registry=self.registry)
+        self.model_calls = Gauge("mlkit_model_calls", "Model calls (each scores a batch of concurrent requests)",
+                                 registry=self.registry)
         self.reloads = Counter("mlkit_model_reloads", "Alias moves handled", ["outcome"], registry=self.registry)
         self.version = Gauge("mlkit_model_version", "Version being served", ["model"], registry=self.registry)
 
@@ -80,6 +84,7 @@ class ServingState:
     plugins: list = field(default_factory=list)
     draining: bool = False
     cache: dict = field(default_factory=dict)
+    scorer: BatchScorer = field(default_factory=BatchScorer)
 
     def checker(self, served: ServedModel) -> RowChecker:
         "The row checker of `served` (built once per version, kept in `cache` as plugins keep theirs)."
@@ -107,6 +112,11 @@ class ServingState:
                              failures=json.dumps(failures))
             raise RequestError(422, f"{rejected} of {batch.count} rows fail the contract", failures=failures)
         return columns
+
+    def accepted(self, served: ServedModel, payload, request_id: str, started: float) -> tuple:
+        "The batch of a scoring request's `payload` and its checked columns (`RequestError` when refused)."
+        batch = parse_invocation(payload)
+        return batch, self.checked(served, batch, request_id, started)
 
     def answered(self, served: ServedModel, batch: Batch, predictions: list, request_id: str, started: float):
         "Count and log the predictions of an accepted request (before they are returned)."
@@ -328,12 +338,17 @@ def add_routes(app: FastAPI, state: ServingState):
         served = state.holder.current
         request.scope["mlkit.model_version"] = served.version
         payload = await read_request_json(request, state.max_body_bytes)
-
-        def answer():  # parsing and checking are CPU work: off the event loop, so /health/* answers meanwhile
-            return state.predict(served, parse_invocation(payload), request.scope["mlkit.request_id"],
-                                 request.scope["mlkit.started"])
-
-        return JSONResponse({"predictions": await run_in_threadpool(answer)})
+        request_id, started = request.scope["mlkit.request_id"], request.scope["mlkit.started"]
+        if state.scorer.idle():  # alone: parsed, checked, scored and logged in one worker thread call
+            with state.scorer.scoring_alone():
+                predictions = await asyncio.to_thread(  # the thread model calls take: see BatchScorer
+                    lambda: state.predict(served, parse_invocation(payload), request_id, started))
+            return JSONResponse({"predictions": predictions})
+        with state.scorer.expecting():  # parsing and checking: off the event loop, so /health/* answers meanwhile
+            batch, columns = await run_in_threadpool(state.accepted, served, payload, request_id, started)
+        predictions = await state.scorer.score(served, columns, batch.count, lambda predictions: state.answered(
+            served, batch, predictions, request_id, started))  # with concurrent requests' rows, in one model call
+        return JSONResponse({"predictions": predictions})
 
     @app.post("/feedback", responses=ERROR_RESPONSES)
     def feedback(request: Request, body: Feedback):
@@ -362,6 +377,7 @@ def add_routes(app: FastAPI, state: ServingState):
     def metrics():
         "Prometheus metrics (text format)."
         state.metrics.version.labels(state.holder.name).set(state.holder.current.version)
+        state.metrics.model_calls.set(state.scorer.batches)
         return PlainTextResponse(state.metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 # %% ../nbs/20_serving.ipynb #8833256f
@@ -385,7 +401,8 @@ def serving_plugins() -> list:
 
 # %% ../nbs/20_serving.ipynb #5853e624
 def create_app(reference: str, archive=None, token: str | None = None, max_body_bytes: int = 1_000_000,
-               reload_interval: float = 1.0, plugins=None) -> FastAPI:
+               reload_interval: float = 1.0, plugins=None, max_batch_rows: int = 1024,
+               max_batch_delay: float = 0.002) -> FastAPI:
     "The serving application of registry reference `reference` (`name@alias`, `name:3`) in `archive`."
     registry = Registry(open_archive(archive))
     plugins = serving_plugins() if plugins is None else list(plugins)
@@ -400,7 +417,7 @@ def create_app(reference: str, archive=None, token: str | None = None, max_body_
     root = registry.archive.root
     state = ServingState(holder, SegmentWriter(log_folder(root, holder.name)),
                          SegmentWriter(log_folder(root, holder.name, "feedback")), ServingMetrics(), key, token,
-                         max_body_bytes, plugins)
+                         max_body_bytes, plugins, scorer=BatchScorer(max_batch_rows, max_batch_delay))
     holder.on_event = lambda event: state.metrics.reloads.labels(event["outcome"]).inc()
 
     @asynccontextmanager
