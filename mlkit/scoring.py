@@ -15,6 +15,7 @@ import logging
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -61,6 +62,13 @@ def _model_features(model, run) -> list:
     return [str(name) for name in names]
 
 # %% ../nbs/19a_scoring.ipynb #6b8dd6e1
+@cache
+def _threadpools():
+    "The native thread pools of the process (OpenMP, BLAS), as threadpoolctl finds them once the model is loaded."
+    from threadpoolctl import ThreadpoolController
+    return ThreadpoolController()
+
+
 @dataclass
 class ServedModel:
     "A registered version, verified and loaded: the model, its contract and its features."
@@ -83,9 +91,10 @@ class ServedModel:
         "Probability of the positive class per row (or the predictions of a model without probabilities)."
         if list(frame.columns) != self.features:
             frame = frame[self.features]
-        if hasattr(self.model, "predict_proba"):
-            return self.model.predict_proba(frame)[:, 1].tolist()
-        return [p.item() if hasattr(p, "item") else p for p in self.model.predict(frame)]
+        with _threadpools().limit(limits=1, user_api="openmp"):  # this thread only: no OpenMP team
+            if hasattr(self.model, "predict_proba"):
+                return self.model.predict_proba(frame)[:, 1].tolist()
+            return [p.item() if hasattr(p, "item") else p for p in self.model.predict(frame)]
 
 # %% ../nbs/19a_scoring.ipynb #ef5d5ee9
 def load_served(registry: Registry, entry) -> ServedModel:
