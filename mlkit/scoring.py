@@ -370,7 +370,7 @@ class BatchScorer:
             self.pending.append(_Waiting(served, columns, count, after, future))
             self._wakeup.set()
             if self._task is None or self._task.done():
-                self._task = asyncio.create_task(self._drain())
+                self._task = asyncio.create_task(_drain(self))
             result = await future
         if isinstance(result, Exception):
             raise result
@@ -395,19 +395,19 @@ def _next_batch(pending: list, max_rows: int) -> list:
     return taken
 
 
-async def _drain(self):
-    "Score batches while requests wait: wait for arriving requests at most `max_delay`, then one model call."
+async def _drain(scorer: "BatchScorer"):
+    "Score `scorer`'s batches while requests wait: wait for arriving ones at most `max_delay`, then one model call."
     loop = asyncio.get_running_loop()
-    while self.pending:
-        deadline = loop.time() + self.max_delay
-        while self.arriving and sum(item.count for item in self.pending) < self.max_rows:
-            self._wakeup.clear()
+    while scorer.pending:
+        deadline = loop.time() + scorer.max_delay
+        while scorer.arriving and sum(item.count for item in scorer.pending) < scorer.max_rows:
+            scorer._wakeup.clear()
             try:
-                await asyncio.wait_for(self._wakeup.wait(), deadline - loop.time())
+                await asyncio.wait_for(scorer._wakeup.wait(), deadline - loop.time())
             except TimeoutError:
                 break
-        batch = _next_batch(self.pending, self.max_rows)
-        self.batches += 1
+        batch = _next_batch(scorer.pending, scorer.max_rows)
+        scorer.batches += 1
         try:
             results = await asyncio.to_thread(_scored, batch[0].served, batch)
         except Exception as error:  # the scorer itself failed: no request may wait forever
@@ -415,9 +415,6 @@ async def _drain(self):
         for item, result in zip(batch, results, strict=True):
             if not item.future.done():
                 (item.future.set_exception if isinstance(result, Exception) else item.future.set_result)(result)
-
-
-BatchScorer._drain = _drain
 
 # %% ../nbs/19a_scoring.ipynb #50d318f2
 logger = logging.getLogger("mlkit.serving")
