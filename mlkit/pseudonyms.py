@@ -14,6 +14,7 @@ import hmac
 import os
 
 from .errors import UsageError
+from .names import NAME_SHAPE
 
 # %% ../nbs/08_pseudonyms.ipynb #98cb51f5
 PSEUDONYM_KEY_ENV = "MLKIT_PSEUDONYM_KEY"
@@ -42,8 +43,9 @@ def pseudonym(value, key: bytes) -> str:
 
 # %% ../nbs/08_pseudonyms.ipynb #094d928a
 def is_identifier(column: str, features=()) -> bool:
-    "True when `column` names an identifier (ends in `_id`) that is not one of the model's `features`."
-    return str(column).endswith("_id") and column not in features
+    "True when `column` names an identifier (a plain name ending in `_id`) that is not one of the model's `features`."
+    name = str(column)
+    return name.endswith("_id") and NAME_SHAPE.fullmatch(name) is not None and column not in features
 
 
 def pseudonymized(rows: list, key: bytes, features=()) -> list:

@@ -11,9 +11,11 @@ __all__ = ['OPEN_PREFIXES', 'INVOCATION_SCHEMA', 'ERROR_RESPONSES', 'logger', 'S
            'add_routes', 'serving_plugins', 'create_app']
 
 # %% ../nbs/32_serving.ipynb #3dad749e
+import asyncio
 import hmac
 import json
 import logging
+import math
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -32,7 +34,8 @@ from .prediction_log import SegmentWriter, log_folder
 from .pseudonyms import (DEVELOPMENT_KEY, PSEUDONYM_KEY_ENV, is_identifier, pseudonymized, pseudonymized_columns,
                               secret_key)
 from .registry import Registry, resolve
-from .scoring import MAX_ROWS, Batch, ModelHolder, RequestError, RowChecker, ServedModel, parse_invocation
+from .scoring import (MAX_ROWS, Batch, BatchScorer, ModelHolder, RequestError, RowChecker, ServedModel,
+                           parse_invocation)
 
 # %% ../nbs/32_serving.ipynb #cf3501eb
 def pseudonym_key(run, plugins=()) -> bytes:
@@ -57,6 +60,8 @@ class ServingMetrics:
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
         self.rows = Counter("mlkit_predicted_rows", "Rows predicted", registry=self.registry)
         self.rejected_rows = Counter("mlkit_rejected_rows", "Rows refused by the contract", registry=self.registry)
+        self.model_calls = Gauge("mlkit_model_calls", "Model calls (each scores a batch of concurrent requests)",
+                                 registry=self.registry)
         self.reloads = Counter("mlkit_model_reloads", "Alias moves handled", ["outcome"], registry=self.registry)
         self.version = Gauge("mlkit_model_version", "Version being served", ["model"], registry=self.registry)
 
@@ -79,6 +84,7 @@ class ServingState:
     plugins: list = field(default_factory=list)
     draining: bool = False
     cache: dict = field(default_factory=dict)
+    scorer: BatchScorer = field(default_factory=BatchScorer)
 
     def checker(self, served: ServedModel) -> RowChecker:
         "The row checker of `served` (built once per version, kept in `cache` as plugins keep theirs)."
@@ -97,17 +103,30 @@ class ServingState:
             "outputs": json.dumps(outputs) if outputs is not None else None,
             "latency_ms": round((time.perf_counter() - started) * 1000, 3) if started else None, **extra})
 
-    def predict(self, served: ServedModel, batch: Batch, request_id: str, started: float) -> list:
-        "Predictions for the rows of `batch` after the contract check, logged before they are returned."
+    def checked(self, served: ServedModel, batch: Batch, request_id: str, started: float) -> dict:
+        "The model's columns of `batch` after the contract check; a refusal is logged, then raised (422)."
         columns, failures, rejected = self.checker(served).check(batch)
         if failures:
             self.metrics.rejected_rows.inc(rejected)
             self.log_request(served, request_id, "/invocations", 422, batch, started=started,
                              failures=json.dumps(failures))
             raise RequestError(422, f"{rejected} of {batch.count} rows fail the contract", failures=failures)
-        predictions = served.predict(pd.DataFrame(columns))
+        return columns
+
+    def accepted(self, served: ServedModel, payload, request_id: str, started: float) -> tuple:
+        "The batch of a scoring request's `payload` and its checked columns (`RequestError` when refused)."
+        batch = parse_invocation(payload)
+        return batch, self.checked(served, batch, request_id, started)
+
+    def answered(self, served: ServedModel, batch: Batch, predictions: list, request_id: str, started: float):
+        "Count and log the predictions of an accepted request (before they are returned)."
         self.metrics.rows.inc(batch.count)
         self.log_request(served, request_id, "/invocations", 200, batch, predictions, started)
+
+    def predict(self, served: ServedModel, batch: Batch, request_id: str, started: float) -> list:
+        "Predictions for the rows of `batch` after the contract check, logged before they are returned."
+        predictions = served.predict(pd.DataFrame(self.checked(served, batch, request_id, started)))
+        self.answered(served, batch, predictions, request_id, started)
         return predictions
 
 # %% ../nbs/32_serving.ipynb #6c1e8c2a
@@ -127,6 +146,30 @@ def _error_body(status: int, message: str, **details) -> dict:
     return {"error": {"status": status, "message": message, **details}}
 
 
+def _too_large(limit: int) -> JSONResponse:
+    "The 413 answer to a body over `limit` bytes."
+    return JSONResponse(_error_body(413, f"the body is larger than {limit} bytes"), status_code=413)
+
+
+class _BodyTooLarge(Exception):
+    "The body grew past the limit while it was read."
+
+
+class _LimitedBody:
+    "A request's `receive` that counts the body's bytes and stops reading past `limit` (chunked or not)."
+
+    def __init__(self, receive, limit: int):
+        self.receive, self.limit, self.read = receive, limit, 0
+
+    async def __call__(self):
+        message = await self.receive()
+        if message["type"] == "http.request":
+            self.read += len(message.get("body", b""))
+            if self.read > self.limit:
+                raise _BodyTooLarge()
+        return message
+
+# %% ../nbs/32_serving.ipynb #4564d7ae
 class ServingMiddleware:
     "Request ids, model version headers, bearer-token checks, body size limits and metrics, for every request."
 
@@ -138,7 +181,7 @@ class ServingMiddleware:
             return await self.app(scope, receive, send)
         scope["mlkit.request_id"], scope["mlkit.started"] = uuid.uuid4().hex, time.perf_counter()
         headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
-        status = []
+        status, body = [], _LimitedBody(receive, self.state.max_body_bytes)
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
@@ -149,11 +192,21 @@ class ServingMiddleware:
                                                   (b"x-model-version", str(version).encode())]}
             await send(message)
 
+        async def send_unless_too_large(message):  # a route may turn the refusal into an answer of its own
+            if body.read <= body.limit:
+                await send_with_headers(message)
+            elif message["type"] == "http.response.start" and not status:
+                await _too_large(body.limit)(scope, receive, send_with_headers)
+
         refusal = self._refusal(scope["path"], headers)
-        if refusal is not None:
-            await refusal(scope, receive, send_with_headers)
-        else:
-            await self.app(scope, receive, send_with_headers)
+        try:
+            if refusal is not None:
+                await refusal(scope, receive, send_with_headers)
+            else:
+                await self.app(scope, body, send_unless_too_large)
+        except _BodyTooLarge:
+            if not status:
+                await _too_large(body.limit)(scope, receive, send_with_headers)
         endpoint = scope["path"] if scope["path"] in self.endpoints else "other"
         self.state.metrics.requests.labels(endpoint, str(status[0] if status else 500)).inc()
         self.state.metrics.latency.labels(endpoint).observe(time.perf_counter() - scope["mlkit.started"])
@@ -165,13 +218,12 @@ class ServingMiddleware:
                                 headers={"WWW-Authenticate": "Bearer"})
         length = headers.get("content-length", "0")
         if not length.isdigit() or int(length) > self.state.max_body_bytes:
-            return JSONResponse(_error_body(413, f"the body is larger than {self.state.max_body_bytes} bytes"),
-                                status_code=413)
+            return _too_large(self.state.max_body_bytes)
         return None
 
 # %% ../nbs/32_serving.ipynb #31e1cd50
 async def read_request_json(request: Request, limit: int):
-    "The request's JSON body; `RequestError` 413 over `limit` bytes, 400 when it is not JSON."
+    "The request's JSON body; `RequestError` 413 over `limit` bytes, 400 when it is not JSON (or nested too deeply)."
     body = b""
     async for chunk in request.stream():
         body += chunk
@@ -181,6 +233,8 @@ async def read_request_json(request: Request, limit: int):
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise RequestError(400, f"malformed JSON: {error}") from None
+    except RecursionError:
+        raise RequestError(400, "malformed JSON: nested too deeply") from None
 
 # %% ../nbs/32_serving.ipynb #83287120
 def validation_error_response(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -213,22 +267,42 @@ class Feedback(BaseModel):
     feedback: list[Outcome] = Field(min_length=1, max_length=MAX_ROWS)
 
 # %% ../nbs/32_serving.ipynb #909fc7a9
-def _feedback_failures(items: list) -> list:
-    "Feedback items that name no row: neither a `request_id` nor an identifier field; or have other fields."
+def _outcome_failure(outcome: float, classes) -> str | None:
+    "Why `outcome` cannot be a label: not a finite number, or not one of the model's `classes` (None when it can be)."
+    if not math.isfinite(outcome):
+        return "outcome must be a finite number"
+    if classes is not None and outcome not in classes:
+        return f"outcome must be one of the model's classes {sorted(classes)}"
+    return None
+
+
+def _feedback_failures(items: list, classes=None) -> list:
+    "Feedback items that name no row, have other fields (counted, never named), or an outcome that is no label."
     failures = []
     for index, item in enumerate(items):
         extra = dict(item.model_extra or {})
-        unknown = sorted(name for name in extra if not is_identifier(name))
+        unknown = sum(not is_identifier(name) for name in extra)
         if unknown:
-            failures.append({"item": index, "check": f"unknown fields {unknown} (use request_id or *_id fields)"})
+            failures.append({"item": index, "check": f"{unknown} unknown fields, not listed "
+                                                      "(use request_id or *_id fields)"})
         elif item.request_id is None and not extra:
             failures.append({"item": index, "check": "needs a request_id or an identifier field (*_id)"})
+        elif _outcome_failure(item.outcome, classes):
+            failures.append({"item": index, "check": _outcome_failure(item.outcome, classes)})
     return failures
+
+
+def _label_classes(served: ServedModel) -> set | None:
+    "The numeric classes a classifier learned (its label's values), or None for a model without classes."
+    classes = getattr(served.model, "classes_", None)
+    if classes is None or not all(isinstance(c, (int, float)) or hasattr(c, "item") for c in classes):
+        return None
+    return {float(c) for c in classes}
 
 
 def record_feedback(state: ServingState, feedback: Feedback, request_id: str) -> int:
     "Log the outcomes of `feedback` (identifiers pseudonymized); returns how many."
-    failures = _feedback_failures(feedback.feedback)
+    failures = _feedback_failures(feedback.feedback, _label_classes(state.holder.current))
     if failures:
         raise RequestError(422, f"{len(failures)} feedback items are invalid", failures=failures)
     at, name = iso(utc_now()), state.holder.name
@@ -263,9 +337,17 @@ def add_routes(app: FastAPI, state: ServingState):
         "Predict: the probability of the positive class per row."
         served = state.holder.current
         request.scope["mlkit.model_version"] = served.version
-        batch = parse_invocation(await read_request_json(request, state.max_body_bytes))
-        predictions = await run_in_threadpool(state.predict, served, batch, request.scope["mlkit.request_id"],
-                                              request.scope["mlkit.started"])
+        payload = await read_request_json(request, state.max_body_bytes)
+        request_id, started = request.scope["mlkit.request_id"], request.scope["mlkit.started"]
+        if state.scorer.idle():  # alone: parsed, checked, scored and logged in one worker thread call
+            with state.scorer.scoring_alone():
+                predictions = await asyncio.to_thread(  # the thread model calls take: see BatchScorer
+                    lambda: state.predict(served, parse_invocation(payload), request_id, started))
+            return JSONResponse({"predictions": predictions})
+        with state.scorer.expecting():  # parsing and checking: off the event loop, so /health/* answers meanwhile
+            batch, columns = await run_in_threadpool(state.accepted, served, payload, request_id, started)
+        predictions = await state.scorer.score(served, columns, batch.count, lambda predictions: state.answered(
+            served, batch, predictions, request_id, started))  # with concurrent requests' rows, in one model call
         return JSONResponse({"predictions": predictions})
 
     @app.post("/feedback", responses=ERROR_RESPONSES)
@@ -295,6 +377,7 @@ def add_routes(app: FastAPI, state: ServingState):
     def metrics():
         "Prometheus metrics (text format)."
         state.metrics.version.labels(state.holder.name).set(state.holder.current.version)
+        state.metrics.model_calls.set(state.scorer.batches)
         return PlainTextResponse(state.metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 # %% ../nbs/32_serving.ipynb #8833256f
@@ -311,7 +394,8 @@ def serving_plugins() -> list:
 
 # %% ../nbs/32_serving.ipynb #5853e624
 def create_app(reference: str, archive=None, token: str | None = None, max_body_bytes: int = 1_000_000,
-               reload_interval: float = 1.0, plugins=None) -> FastAPI:
+               reload_interval: float = 1.0, plugins=None, max_batch_rows: int = 1024,
+               max_batch_delay: float = 0.002) -> FastAPI:
     "The serving application of registry reference `reference` (`name@alias`, `name:3`) in `archive`."
     registry = Registry(open_archive(archive))
     plugins = serving_plugins() if plugins is None else list(plugins)
@@ -326,7 +410,7 @@ def create_app(reference: str, archive=None, token: str | None = None, max_body_
     root = registry.archive.root
     state = ServingState(holder, SegmentWriter(log_folder(root, holder.name)),
                          SegmentWriter(log_folder(root, holder.name, "feedback")), ServingMetrics(), key, token,
-                         max_body_bytes, plugins)
+                         max_body_bytes, plugins, scorer=BatchScorer(max_batch_rows, max_batch_delay))
     holder.on_event = lambda event: state.metrics.reloads.labels(event["outcome"]).inc()
 
     @asynccontextmanager
