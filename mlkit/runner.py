@@ -30,7 +30,7 @@ from .errors import MlkitError, UsageError
 from .fingerprint import environment, file_record, git_state, library_sha256, sha256_bytes
 from .jsonio import read_json
 from .normalize import output_sha256
-from .prepare import PreparedJob, prepare
+from .prepare import PreparedJob, check_timeout, prepare
 from .record import recorded_alerts, recorded_inputs, recorded_upstream, uncacheable_reasons
 from .snapshots import snapshot_env, store_environment
 
@@ -401,8 +401,7 @@ def disk_full_guard(archive: Archive, run_id: str):
 def execute(job: PreparedJob, archive: Archive, timeout: float | None = None, extra: dict | None = None,
             announce=None, index: bool = True, launched=None) -> Run:
     "Execute a prepared job and commit it to `archive` (indexed unless not `index`); returns the archived `Run`."
-    if timeout is not None and timeout <= 0:
-        raise UsageError(f"timeout must be a positive number of seconds, got {timeout}")
+    timeout = check_timeout(timeout)
     if index:  # a worker of a cluster must not judge other machines' staging folders by their process ids
         archive.sweep_staging()
     run_id = launched.run_id if launched is not None else new_run_id()
