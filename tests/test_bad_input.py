@@ -26,6 +26,14 @@ def test_parameter_text_that_is_not_utf8_is_refused_before_the_run_starts(projec
     assert project.run_folders() == [] and not list(project.archive.glob(".staging/*"))
 
 
+def test_a_params_file_of_raw_non_utf8_bytes_is_a_usage_error_naming_it(project):
+    project.job("p", 'name = "a"', "print(name)")
+    (project.root / "params" / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
+    result = project.mlkit("run", "p", "-f", "params/latin1.yaml", check=2)
+    assert "latin1.yaml is not UTF-8 text" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and project.run_folders() == []
+
+
 def test_nan_and_inf_parameters_are_strict_json_and_round_trip(project):
     project.job("f", "x = 1.0\ny = 2.0", "import mlkit\nmlkit.log_metric('ok', 1)")
     first = project.mlkit("run", "f", "-p", "x", "nan", "-y", "y: -.inf", "--json", check=0)

@@ -36,13 +36,17 @@ def checkout_inputs(store: Archive, run_id: str, target) -> list:
     "Write the snapshotted inputs of run `run_id` into folder `target`; one `[input, written to or why not]` each."
     found = store.get_run(run_id)
     target, taken, rows = Path(target), set(), []
+    if target.is_symlink() and not target.exists():
+        raise UsageError(f"{target} is a symbolic link to nothing; checkout never writes through one")
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"{target} exists and is not a folder")
     for record in found.manifest.get("inputs", []):
         missing = [sha for sha in input_objects(record, store.root) if not object_path(store.root, sha).is_file()]
         if not record.get("snapshot") or missing:
             rows.append([record["path"], "not written: " + (record.get("snapshot_note") or "snapshot collected")])
             continue
         destination = target / _checkout_name(record, taken)
-        if destination.exists():
+        if destination.exists() or destination.is_symlink():
             raise UsageError(f"{destination} already exists; checkout never overwrites")
         target.mkdir(parents=True, exist_ok=True)
         rows.append([record["path"], str(restore_input(record, store.root, destination, writable=True))])
