@@ -9,6 +9,7 @@ __all__ = ['checkout_inputs', 'command_data_checkout', 'parse_age', 'command_gc'
 
 # %% ../../nbs/cli/57_data.ipynb #e350a398
 import json
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -107,7 +108,11 @@ def command_env(args) -> int:
         described = json.loads(read_object(found.path.parent.parent, lock))
     except FileNotFoundError:
         raise MlkitError(f"the environment object {lock[:12]} of run {found.id} is missing from the store") from None
-    text = dockerfile_text(described, found.id) if args.format == "dockerfile" else requirements_text(described)
+    with warnings.catch_warnings(record=True) as caught:  # packages left out: said on stderr, one line each
+        warnings.simplefilter("always")
+        text = dockerfile_text(described, found.id) if args.format == "dockerfile" else requirements_text(described)
+    for warning in caught:
+        say(f"warning: {warning.message}")
     print(text, end="")
     return 0
 
