@@ -41,12 +41,21 @@ def test_nan_and_inf_parameters_are_strict_json_and_round_trip(project):
     assert printed["params"] == {"x": {"$float": "NaN"}, "y": {"$float": "-Infinity"}}
     folder = project.run_folders("f")[0]
     assert _strict((folder / "manifest.json").read_text())["params_given"]["x"] == {"$float": "NaN"}
+    executed = _strict((folder / "notebook.ipynb").read_text())  # papermill's metadata too: no bare NaN
+    assert executed["metadata"]["papermill"]["parameters"]["x"] == {"$float": "NaN"}
     for args in (("runs", "show", printed["id"], "--json"), ("runs", "list", "--json"), ("runs", "compare", "--json")):
         _strict(project.mlkit(*args, check=0).stdout)
     again = _strict(project.mlkit("run", "f", "-p", "x", "nan", "-y", "y: -.inf", "--json", check=0).stdout)
     assert again["cached"] is True and again["id"] == printed["id"]
     reproduced = project.mlkit("reproduce", printed["id"], "--json", check=0)
     _strict(reproduced.stdout)
+
+
+def test_the_notebook_of_a_failed_run_is_strict_json_too(project):
+    project.job("f", "x = 1.0", "raise ValueError('on purpose')")
+    project.mlkit("run", "f", "-p", "x", "inf", check=1)
+    executed = _strict((project.run_folders("f")[0] / "notebook.ipynb").read_text())
+    assert executed["metadata"]["papermill"]["parameters"]["x"] == {"$float": "Infinity"}
 
 
 def test_job_kernels_write_no_ipython_history(project, tmp_path):
