@@ -6,7 +6,8 @@ Docs: https://mlkit-dev.github.io/mlkit/objects.html.md"""
 
 # %% auto #0
 __all__ = ['RACY_SECONDS', 'FICLONE', 'object_path', 'open_state', 'cached_sha256', 'reflink', 'place_file', 'store_file',
-           'store_bytes', 'read_object', 'link_object', 'check_object', 'stored_objects', 'remove_object']
+           'store_bytes', 'read_object', 'link_object', 'check_object', 'CorruptObjectError', 'verify_object',
+           'stored_objects', 'remove_object']
 
 # %% ../nbs/25_objects.ipynb #67a080f6
 import hashlib
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 from .archive import OBJECTS_DIR, Archive
+from .errors import MlkitError
 from .fingerprint import sha256_file
 
 # %% ../nbs/25_objects.ipynb #96af4512
@@ -190,6 +192,21 @@ def check_object(root, sha256: str) -> str:
     if not path.is_file():
         return "missing"
     return "ok" if sha256_file(path) == sha256 else "corrupt"
+
+# %% ../nbs/25_objects.ipynb #bf94cfbd
+class CorruptObjectError(MlkitError):
+    "An object of the store is missing or no longer hashes to its name: what it holds cannot be used."
+
+
+def verify_object(root, sha256: str, state: sqlite3.Connection | None = None) -> Path:
+    "The path of object `sha256` once its bytes hash to its name (re-hashed only when changed, with `state`)."
+    path = object_path(root, sha256)
+    if not path.is_file():
+        raise CorruptObjectError(f"object {sha256[:12]} is missing from the store of {root}; run `mlkit runs verify`")
+    if cached_sha256(path, state) != sha256:
+        raise CorruptObjectError(f"object {sha256[:12]} is damaged: its bytes no longer hash to its name; "
+                                 "run `mlkit runs verify`")
+    return path
 
 # %% ../nbs/25_objects.ipynb #a012af7f
 def stored_objects(root) -> list:

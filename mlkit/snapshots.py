@@ -23,7 +23,8 @@ from pathlib import Path
 
 from .config import ARCHIVE_ENV
 from .errors import UsageError
-from .objects import cached_sha256, link_object, object_path, open_state, read_object, store_bytes, store_file
+from .objects import (cached_sha256, link_object, object_path, open_state, read_object, store_bytes,
+                           store_file, verify_object)
 from .config import RUN_DIR_ENV
 
 # %% ../nbs/26_snapshots.ipynb #bb77c719
@@ -142,14 +143,16 @@ def input_objects(record: dict, root) -> set:
     return found
 
 # %% ../nbs/26_snapshots.ipynb #0b2989b1
-def restore_input(record: dict, root, target, writable: bool = False) -> Path:
-    "Write the snapshot of input `record` at `target` (read-only hard links where possible, unless `writable`)."
+def restore_input(record: dict, root, target, writable: bool = False, state=None) -> Path:
+    "Write the snapshot of input `record` at `target` (read-only hard links unless `writable`), each object verified."
     target = Path(target)
     if record.get("type") != "folder":
+        verify_object(root, record["sha256"], state)
         link_object(root, record["sha256"], target, writable)
         return target
     target.mkdir(parents=True, exist_ok=True)
-    for relative, sha256, _ in json.loads(read_object(root, record["sha256"]))["files"]:
+    for relative, sha256, _ in json.loads(verify_object(root, record["sha256"], state).read_bytes())["files"]:
+        verify_object(root, sha256, state)
         link_object(root, sha256, target / relative, writable)
     return target
 
@@ -185,7 +188,7 @@ def restore_inputs(inputs: list, root, folder) -> tuple:
             condition, now = input_state(record, root, state)
             states.append((record, condition, now))
             if condition == "restored from snapshot":
-                target = restore_input(record, root, folder / str(number) / Path(record["path"]).name)
+                target = restore_input(record, root, folder / str(number) / Path(record["path"]).name, state=state)
                 table[record["path"]] = {"restored": str(target), "record": record}
     finally:
         state.close()
