@@ -270,16 +270,12 @@ def write_sweep_record(archive: Archive, result: SweepResult) -> Path:
     return path
 
 # %% ../nbs/44_sweep.ipynb #bdd1e440
-def _dead_here(pid, host) -> bool:
-    "True when `pid` names a process of this machine that no longer exists."
-    return isinstance(pid, int) and host == socket.gethostname() and not process_alive(pid)
-
-
 def _record_to_result(data: dict, path: Path) -> SweepResult:
     "The `SweepResult` a sweep record describes."
     points = [PointResult(**p) for p in data["points"]]
     info = {k: v for k, v in data.items() if k not in ("id", "job", "metric", "goal", "varying", "points")}
-    if info.get("status") == "running" and _dead_here(info.get("pid"), info.get("host")):
+    pid, here = info.get("pid"), info.get("host") == socket.gethostname()
+    if info.get("status") == "running" and isinstance(pid, int) and here and not process_alive(pid):
         info["status"] = "interrupted"  # its process ended without saying so (killed): it will never finish
     return SweepResult(data["id"], data["job"], points, data.get("metric"), data.get("goal", "maximize"), path, info)
 
