@@ -114,6 +114,8 @@ def read_yaml(path, what: str = "file", error=UsageError):
         text = path.read_text(encoding="utf-8")
     except OSError as problem:
         raise error(f"cannot read {what} {path}: {problem.strerror}") from None
+    except UnicodeDecodeError as problem:
+        raise error(f"{what} {path} is not UTF-8 text: {problem.reason} at byte {problem.start}") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as problem:

@@ -13,7 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from .archive import STAGING_DIR, Archive, iso, manifests_on_disk, utc_now, write_json_atomic
-from .objects import OBJECTS_DIR, check_object, object_path, remove_object, stored_objects
+from .objects import (OBJECTS_DIR, check_object, object_path, pending_objects, remove_object, store_lock,
+                           stored_objects)
 from .snapshots import input_objects, run_objects
 
 # %% ../nbs/35_gc.ipynb #2c6814e5
@@ -92,10 +93,11 @@ def _kept_runs(store: Archive, manifests: dict, older_than: timedelta, keep_last
 # %% ../nbs/35_gc.ipynb #06c499ab
 def plan_gc(store: Archive, older_than: timedelta = timedelta(days=30), keep_last: int = 1, now=None) -> GcPlan:
     "The runs whose snapshots gc would release and the objects it would delete."
+    live = pending_objects(store.root) | _staging_objects(store.root)  # first: a run archived meanwhile is seen below
     manifests = {m["id"]: m for m, _ in manifests_on_disk(store.root)}
     kept = _kept_runs(store, manifests, older_than, keep_last, now or utc_now())
     collected = {path.stem for path in _collected(store.root).glob("*.json")}
-    live, release = _staging_objects(store.root), []
+    release = []
     for run_id, manifest in manifests.items():
         objects = run_objects(manifest, store.root)
         if run_id in kept or run_id in collected:
@@ -129,9 +131,23 @@ def object_problems(root) -> list:
     return [f"run {run_id}: {problem}" for run_id, problem in check_objects(Archive(root), found)]
 
 # %% ../nbs/35_gc.ipynb #7bf8bce4
+def _in_use(root, released: set) -> set:
+    "Objects in use now: announced by live writers, in staging runs' records, or referred to by a run not released."
+    found = pending_objects(root, drop_stale=True) | _staging_objects(root)  # before the manifests, as in `plan_gc`
+    collected = {path.stem for path in _collected(root).glob("*.json")}
+    for manifest, _ in manifests_on_disk(root):
+        if manifest["id"] not in released | collected:
+            found |= run_objects(manifest, root)
+    return found
+
+
 def collect_garbage(store: Archive, plan: GcPlan) -> int:
-    "Carry out `plan`: mark the released runs (unreference), then delete the objects; returns the bytes freed."
-    _collected(store.root).mkdir(parents=True, exist_ok=True)
-    for run_id in plan.release:
-        write_json_atomic(_collected(store.root) / f"{run_id}.json", {"collected_at": iso(utc_now())})
-    return sum(remove_object(store.root, sha) for sha in plan.delete)
+    "Carry out `plan` (mark the released runs, then delete the objects still unused); `plan` keeps what was deleted."
+    with store_lock(store.root, exclusive=True):  # no writer stores or reuses an object until gc is done
+        _collected(store.root).mkdir(parents=True, exist_ok=True)
+        for run_id in plan.release:
+            write_json_atomic(_collected(store.root) / f"{run_id}.json", {"collected_at": iso(utc_now())})
+        in_use = _in_use(store.root, set(plan.release))
+        plan.delete = [sha for sha in plan.delete if sha not in in_use]
+        plan.bytes = sum(remove_object(store.root, sha) for sha in plan.delete)
+    return plan.bytes

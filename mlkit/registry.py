@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .archive import Archive, Run, iso, open_archive, utc_now, write_json_atomic
 from .errors import UsageError
-from .models import PICKLE_SUFFIXES, check_model_file
+from .fingerprint import sha256_file
+from .models import PICKLE_SUFFIXES, IntegrityError, check_model_file
 from .names import check_name
 
 # %% ../nbs/30_registry.ipynb #18ebe09e
@@ -191,9 +192,23 @@ def _declined_reason(alias: str, version, expected, current, reason: str) -> str
             f"{shown[current]} now; evaluate again against the current {alias}")
 
 # %% ../nbs/30_registry.ipynb #ac92baea
+def _check_model_sha256(registry: Registry, name: str, version: int):
+    "An `IntegrityError` naming `name:version` unless its model file still has the sha256 it was registered with."
+    entry = registry.version(name, version)
+    path = registry.archive.get_run(entry.run_id).path / entry.artifact
+    actual = sha256_file(path) if path.is_file() else None
+    if actual != entry.sha256:
+        found = ("is missing" if actual is None else
+                 f"has sha256 {actual[:12]}..., not the registered {entry.sha256[:12]}...")
+        raise IntegrityError(f"{name}:{version} was not promoted: its model file {path} {found}; "
+                             "run `mlkit runs verify`")
+
+
 def _move(registry: Registry, name: str, alias: str, version: int | None, reason: str, reverts=None,
           expected=ANY_VERSION) -> dict:
     "Append one alias move (inside a write transaction) and mirror it; declined if `alias` is not at `expected`."
+    if version is not None:  # an alias never moves to a model file that was changed since it was registered
+        _check_model_sha256(registry, name, version)
     with closing(registry._connect()) as connection:
         connection.execute("BEGIN IMMEDIATE")
         row = connection.execute(_events_query() + " WHERE name = ? AND alias = ? ORDER BY id DESC LIMIT 1",

@@ -28,9 +28,9 @@ from .cache import cache_base, cache_enabled, cache_key, find_cached
 from .config import ARCHIVE_ENV, RUN_DIR_ENV
 from .errors import MlkitError, UsageError
 from .fingerprint import environment, file_record, git_state, library_sha256, sha256_bytes
-from .jsonio import read_json
+from .jsonio import read_json, strict_data
 from .normalize import output_sha256
-from .prepare import PreparedJob, prepare
+from .prepare import PreparedJob, check_timeout, prepare
 from .record import recorded_alerts, recorded_inputs, recorded_upstream, uncacheable_reasons
 from .snapshots import snapshot_env, store_environment
 
@@ -186,8 +186,9 @@ def _finish_notebook(nb, output: Path) -> dict | None:
     from papermill.exceptions import PapermillExecutionError
     from papermill.execute import raise_for_execution_errors
     from papermill.iorw import write_ipynb
+    from nbformat import from_dict
 
-    cell_ids = [cell.get("id") for cell in nb.cells]
+    nb, cell_ids = from_dict(strict_data(nb)), [cell.get("id") for cell in nb.cells]  # no bare NaN
     try:
         raise_for_execution_errors(nb, str(output))
     except PapermillExecutionError as error:
@@ -401,8 +402,7 @@ def disk_full_guard(archive: Archive, run_id: str):
 def execute(job: PreparedJob, archive: Archive, timeout: float | None = None, extra: dict | None = None,
             announce=None, index: bool = True, launched=None) -> Run:
     "Execute a prepared job and commit it to `archive` (indexed unless not `index`); returns the archived `Run`."
-    if timeout is not None and timeout <= 0:
-        raise UsageError(f"timeout must be a positive number of seconds, got {timeout}")
+    timeout = check_timeout(timeout)
     if index:  # a worker of a cluster must not judge other machines' staging folders by their process ids
         archive.sweep_staging()
     run_id = launched.run_id if launched is not None else new_run_id()

@@ -7,13 +7,14 @@ Docs: https://mlkit-dev.github.io/mlkit/snapshots.html.md"""
 # %% auto #0
 __all__ = ['DEFAULT_SNAPSHOT_LIMIT', 'SNAPSHOTS_ENV', 'SNAPSHOT_LIMIT_ENV', 'RESTORED_ENV', 'parse_size', 'snapshot_env',
            'folder_listing', 'describe_input', 'declare_input', 'input_objects', 'restore_input', 'current_sha256',
-           'input_state', 'restore_inputs', 'describe_environment', 'store_environment', 'requirements_text',
-           'dockerfile_text', 'run_objects']
+           'input_state', 'restore_inputs', 'describe_environment', 'store_environment', 'checked_lock',
+           'requirements_text', 'dockerfile_text', 'run_objects']
 
 # %% ../nbs/26_snapshots.ipynb #ac745e4f
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -22,7 +23,8 @@ from pathlib import Path
 
 from .config import ARCHIVE_ENV
 from .errors import UsageError
-from .objects import cached_sha256, link_object, object_path, open_state, read_object, store_bytes, store_file
+from .objects import (cached_sha256, link_object, object_path, open_state, read_object, store_bytes,
+                           store_file, verify_object)
 from .config import RUN_DIR_ENV
 
 # %% ../nbs/26_snapshots.ipynb #bb77c719
@@ -141,14 +143,16 @@ def input_objects(record: dict, root) -> set:
     return found
 
 # %% ../nbs/26_snapshots.ipynb #0b2989b1
-def restore_input(record: dict, root, target, writable: bool = False) -> Path:
-    "Write the snapshot of input `record` at `target` (read-only hard links where possible, unless `writable`)."
+def restore_input(record: dict, root, target, writable: bool = False, state=None) -> Path:
+    "Write the snapshot of input `record` at `target` (read-only hard links unless `writable`), each object verified."
     target = Path(target)
     if record.get("type") != "folder":
+        verify_object(root, record["sha256"], state)
         link_object(root, record["sha256"], target, writable)
         return target
     target.mkdir(parents=True, exist_ok=True)
-    for relative, sha256, _ in json.loads(read_object(root, record["sha256"]))["files"]:
+    for relative, sha256, _ in json.loads(verify_object(root, record["sha256"], state).read_bytes())["files"]:
+        verify_object(root, sha256, state)
         link_object(root, sha256, target / relative, writable)
     return target
 
@@ -184,7 +188,7 @@ def restore_inputs(inputs: list, root, folder) -> tuple:
             condition, now = input_state(record, root, state)
             states.append((record, condition, now))
             if condition == "restored from snapshot":
-                target = restore_input(record, root, folder / str(number) / Path(record["path"]).name)
+                target = restore_input(record, root, folder / str(number) / Path(record["path"]).name, state=state)
                 table[record["path"]] = {"restored": str(target), "record": record}
     finally:
         state.close()
@@ -231,9 +235,28 @@ def store_environment(root, kernel_name: str | None = None) -> str | None:
         return None
     return store_bytes(root, described.encode())
 
+# %% ../nbs/26_snapshots.ipynb #6a728b7e
+def checked_lock(lock: dict) -> dict:
+    "Environment `lock` with only valid packages (PEP 508 names, PEP 440 versions, normalized); warns of each other."
+    from packaging.utils import InvalidName, canonicalize_name
+    from packaging.version import InvalidVersion, Version
+    packages = {}
+    for name, version in lock["packages"].items():
+        try:
+            packages[canonicalize_name(str(name), validate=True)] = str(Version(str(version)))
+        except (InvalidName, InvalidVersion):
+            warnings.warn(f"left out package {str(name)[:60]!r} version {str(version)[:60]!r}: not a valid name and "
+                          "version (PEP 508 / PEP 440)", stacklevel=3)
+    local = {canonicalize_name(str(name)) for name in lock.get("local", [])}
+    facts = {key: " ".join(str(lock[key]).split()) for key in ("python", "implementation", "platform")}
+    if not re.fullmatch(r"\d+\.\d+[0-9A-Za-z.+]*", facts["python"]):
+        raise UsageError(f"the environment names no Python version (got {facts['python'][:40]!r})")
+    return {**facts, "packages": packages, "local": sorted(local & set(packages))}
+
 # %% ../nbs/26_snapshots.ipynb #73568d35
 def requirements_text(lock: dict) -> str:
     "A pinned requirements file for environment description `lock`."
+    lock = checked_lock(lock)
     lines = [f"# Python {lock['python']} ({lock['implementation']}) on {lock['platform']}"]
     local = set(lock.get("local", []))
     lines += [f"# {name}=={version} was installed from a local folder: install it from there"
@@ -244,6 +267,7 @@ def requirements_text(lock: dict) -> str:
 # %% ../nbs/26_snapshots.ipynb #c32a9a75
 def dockerfile_text(lock: dict, run_id: str) -> str:
     "A Dockerfile that rebuilds environment `lock` and reproduces run `run_id` (the project as build context)."
+    lock = checked_lock(lock)
     python = ".".join(lock["python"].split(".")[:2])
     pinned = [f"{name}=={version}" for name, version in lock["packages"].items() if name not in lock.get("local", [])]
     install = " \\\n    ".join(["RUN pip install --no-cache-dir", *pinned])

@@ -26,6 +26,14 @@ def test_parameter_text_that_is_not_utf8_is_refused_before_the_run_starts(projec
     assert project.run_folders() == [] and not list(project.archive.glob(".staging/*"))
 
 
+def test_a_params_file_of_raw_non_utf8_bytes_is_a_usage_error_naming_it(project):
+    project.job("p", 'name = "a"', "print(name)")
+    (project.root / "params" / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
+    result = project.mlkit("run", "p", "-f", "params/latin1.yaml", check=2)
+    assert "latin1.yaml is not UTF-8 text" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and project.run_folders() == []
+
+
 def test_nan_and_inf_parameters_are_strict_json_and_round_trip(project):
     project.job("f", "x = 1.0\ny = 2.0", "import mlkit\nmlkit.log_metric('ok', 1)")
     first = project.mlkit("run", "f", "-p", "x", "nan", "-y", "y: -.inf", "--json", check=0)
@@ -33,12 +41,21 @@ def test_nan_and_inf_parameters_are_strict_json_and_round_trip(project):
     assert printed["params"] == {"x": {"$float": "NaN"}, "y": {"$float": "-Infinity"}}
     folder = project.run_folders("f")[0]
     assert _strict((folder / "manifest.json").read_text())["params_given"]["x"] == {"$float": "NaN"}
+    executed = _strict((folder / "notebook.ipynb").read_text())  # papermill's metadata too: no bare NaN
+    assert executed["metadata"]["papermill"]["parameters"]["x"] == {"$float": "NaN"}
     for args in (("runs", "show", printed["id"], "--json"), ("runs", "list", "--json"), ("runs", "compare", "--json")):
         _strict(project.mlkit(*args, check=0).stdout)
     again = _strict(project.mlkit("run", "f", "-p", "x", "nan", "-y", "y: -.inf", "--json", check=0).stdout)
     assert again["cached"] is True and again["id"] == printed["id"]
     reproduced = project.mlkit("reproduce", printed["id"], "--json", check=0)
     _strict(reproduced.stdout)
+
+
+def test_the_notebook_of_a_failed_run_is_strict_json_too(project):
+    project.job("f", "x = 1.0", "raise ValueError('on purpose')")
+    project.mlkit("run", "f", "-p", "x", "inf", check=1)
+    executed = _strict((project.run_folders("f")[0] / "notebook.ipynb").read_text())
+    assert executed["metadata"]["papermill"]["parameters"]["x"] == {"$float": "Infinity"}
 
 
 def test_job_kernels_write_no_ipython_history(project, tmp_path):

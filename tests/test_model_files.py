@@ -11,6 +11,7 @@ from sklearn.linear_model import LogisticRegression
 
 from mlkit.archive import Archive, new_run_id
 from mlkit.fingerprint import file_record
+from mlkit.registry import Registry, aliases, promote
 
 
 class HomemadeModel(LogisticRegression):
@@ -42,6 +43,23 @@ def test_registration_refuses_models_that_could_not_be_loaded(project):
     assert "not a skops model file (a pickle, which can run arbitrary code when loaded)" in refused.stderr
     assert "BadZipFile" not in refused.stderr and "Traceback" not in refused.stderr
     assert project.mlkit("models", "list", check=0).stdout.strip() == "no models"
+
+
+def test_promote_refuses_a_version_whose_model_file_was_tampered_with(project):
+    archive = Archive(project.archive)
+    fitted = LogisticRegression().fit([[0.0], [1.0], [0.2], [0.9]], [0, 1, 0, 1])
+    registry = Registry(archive)
+    for _ in range(2):
+        run_id = run_with_model(archive, lambda path: sio.dump(fitted, path))
+        registry.register("edtech", archive.get_run(run_id))
+    promote(registry, "edtech", 1)
+    model_file = archive.get_run(run_id).path / "artifacts" / "model.skops"
+    model_file.chmod(0o644)
+    model_file.write_bytes(model_file.read_bytes() + b"tampered")
+    refused = project.mlkit("models", "promote", "edtech", "2", check=1)
+    assert "edtech:2 was not promoted: its model file" in refused.stderr and str(model_file) in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert aliases(registry, "edtech") == {"champion": 1}  # the alias did not move
 
 
 CONTRACT = """contract: orders

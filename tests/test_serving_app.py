@@ -11,13 +11,14 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from mlkit import registry as registry_module
 from mlkit.archive import Archive, new_run_id
 from mlkit.edtech.data import FEATURES, generate, make_catalog
 from mlkit.edtech.models import build_model
 from mlkit.edtech.privacy import ingest
 from mlkit.errors import UsageError
 from mlkit.fingerprint import file_record, sha256_file
-from mlkit.models import save_model
+from mlkit.models import IntegrityError, save_model
 from mlkit.prediction_log import log_folder, read_log
 from mlkit.pseudonyms import PSEUDONYM_KEY_ENV
 from mlkit.registry import Registry, promote
@@ -212,7 +213,7 @@ def test_feedback_recommend_version_metrics(client, archive):
     assert 'mlkit_model_version{model="edtech"} 1.0' in metrics
 
 
-def test_hot_reload_and_tampered_version_refused(client, archive):
+def test_hot_reload_and_tampered_version_refused(client, archive, monkeypatch):
     rows = attempts_rows()[:2]
     registry = Registry(archive)
     promote(registry, "edtech", 2)
@@ -223,6 +224,10 @@ def test_hot_reload_and_tampered_version_refused(client, archive):
         versions.append(answer.headers["x-model-version"])
     assert versions[-1] == "2"
     tamper(archive, 3)
+    with pytest.raises(IntegrityError, match="edtech:3 was not promoted"):  # promote checks the file itself ...
+        promote(registry, "edtech", 3)
+    # ... so the file is taken to change after the alias moved to it, which only the server can notice
+    monkeypatch.setattr(registry_module, "_check_model_sha256", lambda *args: None)
     promote(registry, "edtech", 3)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not client.get("/version", headers=AUTH).json()["reloads"][-1].get(

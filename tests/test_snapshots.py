@@ -83,3 +83,17 @@ def test_state_table_skips_rehashing(tmp_path):
         mlkit.log_input(data)
         assert len(calls) == 2
     assert len(stored_objects(tmp_path / "runs")) == 1
+
+
+def test_checkout_onto_a_dangling_symlink_is_one_line(project):
+    reads_job(project)
+    run = project.run_json("reads", check=0)
+    (project.root / "out").symlink_to(project.root / "nowhere")
+    refused = project.mlkit("data", "checkout", run["id"], "--to", "out", check=2)
+    assert "out is a symbolic link to nothing" in refused.stderr
+    assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    (project.root / "into").mkdir()
+    (project.root / "into" / "data.csv").symlink_to(project.root / "elsewhere")
+    refused = project.mlkit("data", "checkout", run["id"], "--to", "into", check=2)
+    assert "already exists; checkout never overwrites" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (project.root / "nowhere").exists() and not (project.root / "elsewhere").exists()

@@ -6,7 +6,7 @@ Docs: https://mlkit-dev.github.io/mlkit/cli/cli.html.md"""
 
 # %% auto #0
 __all__ = ['COMMAND_MODULES', 'COMMANDS_ENTRY_POINTS', 'say', 'print_json', 'emit', 'metrics_text', 'add_archive_option',
-           'command_group', 'add_command', 'archive_of', 'build_parser', 'main', 'run_command']
+           'add_timeout_option', 'command_group', 'add_command', 'archive_of', 'build_parser', 'main', 'run_command']
 
 # %% ../../nbs/cli/50_cli.ipynb #96b97b83
 import argparse
@@ -48,6 +48,18 @@ def metrics_text(metrics: dict, limit: int = 4) -> str:
 def add_archive_option(parser: argparse.ArgumentParser):
     "Give `parser` the `--archive PATH` option every archive-reading command has."
     parser.add_argument("--archive", metavar="PATH", help="run archive (default: $MLKIT_ARCHIVE, else the project's)")
+
+# %% ../../nbs/cli/50_cli.ipynb #f2653a8c
+def add_timeout_option(parser: argparse.ArgumentParser, help: str):
+    "Give `parser` the `--timeout SECONDS` option, a positive finite number of seconds (else exit 2)."
+    def seconds(text):
+        from mlkit.prepare import check_timeout
+        try:
+            return check_timeout(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    seconds.__name__ = "timeout"  # argparse names the type in its message
+    parser.add_argument("--timeout", type=seconds, metavar="SECONDS", help=help)
 
 # %% ../../nbs/cli/50_cli.ipynb #a7c1d017
 def command_group(commands, name: str, help: str | None = None):

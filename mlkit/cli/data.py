@@ -9,6 +9,7 @@ __all__ = ['checkout_inputs', 'command_data_checkout', 'parse_age', 'command_gc'
 
 # %% ../../nbs/cli/57_data.ipynb #e350a398
 import json
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,13 +37,17 @@ def checkout_inputs(store: Archive, run_id: str, target) -> list:
     "Write the snapshotted inputs of run `run_id` into folder `target`; one `[input, written to or why not]` each."
     found = store.get_run(run_id)
     target, taken, rows = Path(target), set(), []
+    if target.is_symlink() and not target.exists():
+        raise UsageError(f"{target} is a symbolic link to nothing; checkout never writes through one")
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"{target} exists and is not a folder")
     for record in found.manifest.get("inputs", []):
         missing = [sha for sha in input_objects(record, store.root) if not object_path(store.root, sha).is_file()]
         if not record.get("snapshot") or missing:
             rows.append([record["path"], "not written: " + (record.get("snapshot_note") or "snapshot collected")])
             continue
         destination = target / _checkout_name(record, taken)
-        if destination.exists():
+        if destination.exists() or destination.is_symlink():
             raise UsageError(f"{destination} already exists; checkout never overwrites")
         target.mkdir(parents=True, exist_ok=True)
         rows.append([record["path"], str(restore_input(record, store.root, destination, writable=True))])
@@ -103,7 +108,11 @@ def command_env(args) -> int:
         described = json.loads(read_object(found.path.parent.parent, lock))
     except FileNotFoundError:
         raise MlkitError(f"the environment object {lock[:12]} of run {found.id} is missing from the store") from None
-    text = dockerfile_text(described, found.id) if args.format == "dockerfile" else requirements_text(described)
+    with warnings.catch_warnings(record=True) as caught:  # packages left out: said on stderr, one line each
+        warnings.simplefilter("always")
+        text = dockerfile_text(described, found.id) if args.format == "dockerfile" else requirements_text(described)
+    for warning in caught:
+        say(f"warning: {warning.message}")
     print(text, end="")
     return 0
 

@@ -10,7 +10,7 @@ __all__ = ['run_summary_line', 'failure_line', 'command_run', 'command_runs_list
            'command_reproduce', 'add_commands']
 
 # %% ../../nbs/cli/51_runs.ipynb #91dcef25
-from . import add_command, archive_of, command_group, emit, metrics_text, say
+from . import add_command, add_timeout_option, archive_of, command_group, emit, metrics_text, say
 from ..text_tables import format_table
 
 # %% ../../nbs/cli/51_runs.ipynb #7e6c9fff
@@ -56,7 +56,7 @@ def _add_run(commands):
     run.add_argument("-f", "--file", dest="param_file", action="append", metavar="FILE.yaml",
                      help="a YAML parameter file (repeatable; later wins)")
     run.add_argument("-y", "--yaml", metavar="YAML", help="parameters as YAML text")
-    run.add_argument("--timeout", type=float, metavar="SECONDS", help="time limit for the whole job")
+    add_timeout_option(run, "time limit for the whole job")
     run.add_argument("--kernel", metavar="NAME", help="kernelspec to use (default: Python of this environment)")
     run.add_argument("--cwd", metavar="DIR", help="working directory of the kernel (default: the notebook's)")
     run.add_argument("--no-default-params", action="store_true", help="do not apply params/<job>.yaml")
@@ -261,7 +261,7 @@ def _add_reproduce(commands):
     again.add_argument("--current", action="store_true", help="use the working copy of the job notebook")
     again.add_argument("--rtol", type=float, default=0.0, help="relative tolerance for metrics (default exact)")
     again.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for metrics (default exact)")
-    again.add_argument("--timeout", type=float, metavar="SECONDS", help="time limit for the re-execution")
+    add_timeout_option(again, "time limit for the re-execution")
 
 # %% ../../nbs/cli/51_runs.ipynb #691e899c
 def add_commands(commands):

@@ -10,7 +10,7 @@ __all__ = ['parse_grid_option', 'command_sweep_run', 'command_sweep_list', 'comm
 # %% ../../nbs/cli/56_sweep.ipynb #007e123a
 import yaml
 
-from . import add_command, archive_of, command_group, emit, say
+from . import add_command, add_timeout_option, archive_of, command_group, emit, say
 from ..errors import UsageError
 from ..text_tables import format_table
 
@@ -37,7 +37,7 @@ def command_sweep_run(args) -> int:
     result = sweep(args.job, grid=grid, file=args.file, cli_params=[tuple(p) for p in args.parameters or ()],
                    metric=args.metric, goal=args.goal, max_workers=args.max_workers, executor=args.executor,
                    address=args.address, archive=args.archive, force=args.force, timeout=args.timeout,
-                   announce=None if args.json else say)
+                   announce=None if args.json else say, max_points=args.max_points)
     emit(args, _record_data(result), lambda: f"{result.table()}\nsweep {result.id}: {len(result.points)} points, "
          f"{len(result.failed)} failed; record {result.record}")
     for point in result.failed:
@@ -91,7 +91,8 @@ def _add_sweep_run(sweeps):
     run.add_argument("--max-workers", type=int, metavar="N", help="points at once (default: the number of cores)")
     run.add_argument("--executor", choices=["local", "dask"], default="local", help="where points run")
     run.add_argument("--address", metavar="tcp://HOST:PORT", help="Dask scheduler (default: a local cluster)")
-    run.add_argument("--timeout", type=float, metavar="SECONDS", help="time limit for each point")
+    add_timeout_option(run, "time limit for each point")
+    run.add_argument("--max-points", type=int, metavar="N", help="refuse sweeps of more points (default 10000)")
     run.add_argument("--force", action="store_true", help="execute every point, even cached ones")
 
 # %% ../../nbs/cli/56_sweep.ipynb #2817af4a
