@@ -151,6 +151,9 @@ def dataset_drift(report: pd.DataFrame, settings: DriftSettings | None = None) -
             "features": list(report.loc[report["drifted"], "feature"])}
 
 # %% ../nbs/21_drift.ipynb #bac6ca26
+import itertools
+
+
 def feature_distributions(reference: pd.DataFrame, current: pd.DataFrame, numeric: list, categorical: list,
                           bins: int = 10) -> dict:
     "Per feature present in both frames: bin labels and the reference and current share of each bin."
@@ -161,7 +164,7 @@ def feature_distributions(reference: pd.DataFrame, current: pd.DataFrame, numeri
             if ref.empty or cur.empty:
                 continue
             edges = np.histogram_bin_edges(np.concatenate([ref, cur]), bins=bins)
-            labels = [f"{low:.3g}–{high:.3g}" for low, high in zip(edges[:-1], edges[1:], strict=True)]
+            labels = [f"{low:.3g}–{high:.3g}" for low, high in itertools.pairwise(edges)]
             counts = [np.histogram(values, bins=edges)[0] for values in (ref, cur)]
         else:
             ref, cur = (frame[feature].astype(str) for frame in (reference, current))
