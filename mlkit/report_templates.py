@@ -141,7 +141,10 @@ APP_JS = """(function () {
 COMPARE_JS = """(function () {
   var details = (window.MLKIT_DATA || {}).details || {}, button = document.getElementById("compare");
   if (!button) { return; }
-  function show(v) { return v === undefined ? "" : (typeof v === "boolean" ? (v ? "yes" : "no") : (typeof v === "object" ? JSON.stringify(v) : String(v))); }
+  function show(v) {
+    if (typeof v === "number" && !Number.isInteger(v)) { return String(Number(v.toPrecision(4))); }
+    return v === undefined ? "" : (typeof v === "boolean" ? (v ? "yes" : "no") : (typeof v === "object" ? JSON.stringify(v) : String(v)));
+  }
   button.addEventListener("click", function () {
     var ids = Array.prototype.map.call(document.querySelectorAll("input.pick:checked"), function (e) { return e.value; });
     var out = document.getElementById("comparison");
@@ -154,9 +157,10 @@ COMPARE_JS = """(function () {
       var names = {};
       ids.forEach(function (id) { Object.keys(details[id][kind]).forEach(function (n) { names[n] = true; }); });
       Object.keys(names).sort().forEach(function (name) {
-        var row = table.insertRow(), values = ids.map(function (id) { return show(details[id][kind][name]); });
+        var row = table.insertRow(), raw = ids.map(function (id) { return details[id][kind][name]; });
+        var values = raw.map(show);
         row.insertCell().textContent = kind.slice(0, -1) + " " + name;
-        values.forEach(function (v) { row.insertCell().textContent = v; });
+        values.forEach(function (v, i) { var cell = row.insertCell(); cell.textContent = v; cell.title = String(raw[i]); });
         if (values.some(function (v) { return v !== values[0]; })) { row.className = "diff"; }
       });
     });
@@ -195,7 +199,7 @@ RUN_TEMPLATE = """{% extends "base.html" %}{% block body %}
 </table>
 {% if run.error %}<h2>Error</h2><pre class="failed">{{ run.error.ename }}: {{ run.error.evalue }}</pre>{% endif %}
 {% for title, rows in sections %}{% if rows %}<h2>{{ title }}</h2><table>{% for name, cell in rows %}<tr><th>{{ name }}</th>
-<td{% if cell is number %} class="num"{% endif %}>{{ cell|human }}</td></tr>{% endfor %}</table>{% endif %}{% endfor %}
+<td{% if cell is number %} class="num"{% endif %}>{{ cell|param_cell }}</td></tr>{% endfor %}</table>{% endif %}{% endfor %}
 {% for title, runs in lineage %}{% if runs %}<h2>{{ title }}</h2><table><tr><th>run</th><th>job</th><th>started</th></tr>
 {% for r in runs %}<tr><td>{% if r.known %}<a class="{{ title|lower }}" href="{{ r.id }}.html" title="{{ r.id }}">{{ r.id }}</a>
 {% else %}{{ r.id }} (not in this archive){% endif %}</td><td>{{ r.job }}</td><td>{{ r.started|when }}</td></tr>{% endfor %}

@@ -59,6 +59,7 @@ def test_values_are_tables_and_numbers_are_for_people(site):
     assert '<span title="0.19999999999999996">0.2</span>' in page  # log_loss, full value on hover
     assert "the first 10 of 500 rows" in page and "s11," not in page and ">s9<" in page
     assert f'class="upstream" href="{ids["prep"]}.html"' in page
+    assert f'<a class="rid" href="../runs/{ids["prep"]}.html"' in page  # the upstream_run parameter, linked
 
 
 def test_nothing_from_a_notebook_or_an_svg_artifact_can_run(site):
