@@ -80,7 +80,6 @@ def notebook_exporter():
     "nbconvert's `HTMLExporter` with the `basic` template as the report uses it, made once per process."
     from nbconvert import HTMLExporter
     from nbconvert.exporters.templateexporter import TemplateExporter
-    from nbconvert.filters import clean_html
     from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
     from traitlets.config import Config
 
@@ -93,22 +92,33 @@ def notebook_exporter():
             html, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
             return _IMAGE_WITHOUT_ALT.sub('<img alt="notebook output"', html), resources
 
-    exporter = ReportExporter(template_name="basic", optimistic_validation=True,
+    exporter = ReportExporter(template_name="basic", optimistic_validation=True, sanitize_html=True,
                               config=Config({"CSSHTMLHeaderPreprocessor": {"enabled": False}}))
     exporter.highlighter = _Highlighter(exporter)
     exporter.register_filter("highlight_code", exporter.highlighter)
     exporter.register_filter("filter_data_type", WidgetsDataTypeFilter(
         notebook_metadata=exporter._nb_metadata, parent=exporter, resources=exporter._init_resources(None)))
     exporter.register_filter("markdown2html", _remembered_markdown(exporter.markdown2html))
-    exporter.register_filter("clean_html", functools.lru_cache(maxsize=4096)(clean_html))
+    exporter.register_filter("clean_html", functools.lru_cache(maxsize=4096)(sanitize_html))
     return exporter
 
 # %% ../nbs/36_report_notebooks.ipynb #5b7c1e28
+def _sized_only_by_numbers(notebook):
+    "Drop an output's `width`/`height` metadata that is not a number: nbconvert writes them into `<img>` unquoted."
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            for shown in output.get("metadata", {}).values():
+                for key in ("width", "height"):
+                    if isinstance(shown, dict) and not isinstance(shown.get(key, 0), (int, float)):
+                        del shown[key]
+
+
 def render_notebook(path) -> str:
     "The cells and outputs of the notebook at `path` as a sanitized HTML fragment (nbconvert's `basic` template)."
     import nbformat
     notebook = nbformat.convert(nbformat.reader.reads(Path(path).read_text(encoding="utf-8")), 4)
-    return sanitize_html(notebook_exporter().from_notebook_node(notebook)[0])
+    _sized_only_by_numbers(notebook)
+    return notebook_exporter().from_notebook_node(notebook)[0]
 
 # %% ../nbs/36_report_notebooks.ipynb #89e5320f
 @functools.cache
