@@ -70,7 +70,7 @@ def axis_type(values) -> dict:
     if not log_scale_fits(numbers):
         return {"type": "quantitative", "scale": {"zero": False, "padding": 12}}
     low, high = math.floor(math.log10(min(numbers))), math.ceil(math.log10(max(numbers)))
-    return {"type": "quantitative", "scale": {"type": "log", "padding": 12},
+    return {"type": "quantitative", "scale": {"type": "log", "domain": [min(numbers) / 2, max(numbers) * 2]},
             "axis": {"values": [10.0 ** e for e in range(low, high + 1)], "format": "~g"}}
 
 # %% ../nbs/38_charts.ipynb #72db05e9
