@@ -6,7 +6,7 @@ Docs: https://mlkit-dev.github.io/mlkit/report.html.md"""
 
 # %% auto #0
 __all__ = ['STATE_FILE', 'read_runs', 'read_registry', 'read_records', 'read_serving', 'serving_summary', 'BuildResult',
-           'build_report']
+           'value_rows', 'build_report']
 
 # %% ../nbs/40_report.ipynb #7dfbd1d5
 import hashlib
@@ -19,11 +19,13 @@ from pathlib import Path
 
 from .archive import MANIFEST_FILE, RESERVED_NAMES, default_report_dir
 from .errors import UsageError
+from .charts import CHARTS_JS, vega_scripts
 from .report_notebooks import notebook_css, render_notebook
-from .report_pages import (APP_JS, BASE_TEMPLATE, DRIFT_TEMPLATE, INDEX_TEMPLATE, JOB_TEMPLATE, NOTEBOOK_TEMPLATE,
-                                PIPELINE_TEMPLATE, REGISTRY_TEMPLATE, RUN_TEMPLATE, SERVING_TEMPLATE, STYLE_CSS,
-                                artifact_views, drift_page, index_pages, job_pages, record_pages, registry_page,
-                                serving_page, templates)
+from .report_pages import artifact_views, index_pages, record_pages, registry_page
+from .report_templates import (APP_JS, BASE_TEMPLATE, COMPARE_JS, DRIFT_TEMPLATE, INDEX_TEMPLATE, JOB_TEMPLATE,
+                               NOTEBOOK_TEMPLATE, PIPELINE_TEMPLATE, REGISTRY_TEMPLATE, RUN_TEMPLATE, RUNS_TABLE,
+                               SERVING_TEMPLATE, STYLE_CSS, SWEEP_TEMPLATE, templates)
+from .report_views import drift_page, job_pages, serving_page, sweep_pages
 
 # %% ../nbs/40_report.ipynb #221cc3bf
 STATE_FILE = ".build-state.json"
@@ -136,26 +138,53 @@ def _percentile(values: list, share: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))] if ordered else None
 
 
-def serving_summary(rows: list) -> dict:
-    "Requests and rejections per minute, latency percentiles and the versions served, from serving log `rows`."
-    minutes, versions = {}, {}
-    for row in rows:
-        minute = str(row.get("at") or "?")[:16].replace("T", " ")
-        counts = minutes.setdefault(minute, [0, 0])
-        counts[0] += 1
-        counts[1] += _rejected(row)
-        version = f"{row.get('model')} v{row.get('model_version')}"
-        versions[version] = versions.get(version, 0) + 1
+def _minute(rows: list) -> dict:
+    "One minute of serving: requests, rejections, latency percentiles, the versions that answered."
     latencies = [float(v) for v in (row.get("latency_ms") for row in rows) if isinstance(v, (int, float))]
-    return {"requests": len(rows), "rejected": sum(c[1] for c in minutes.values()),
-            "minutes": sorted(minutes.items()), "versions": versions,
+    versions = sorted({f"{row.get('model')} v{row.get('model_version')}" for row in rows})
+    return {"requests": len(rows), "rejected": sum(map(_rejected, rows)), "version": ", ".join(versions),
+            **{f"p{int(q * 100)}": _percentile(latencies, q) for q in (0.5, 0.9, 0.99)}}
+
+
+def serving_summary(rows: list) -> dict:
+    "Requests, rejections, latency percentiles and versions per minute, and over all, from serving log `rows`."
+    minutes = {}
+    for row in rows:
+        minutes.setdefault(str(row.get("at") or "?")[:16], []).append(row)
+    versions = _versions(rows)
+    latencies = [float(v) for v in (row.get("latency_ms") for row in rows) if isinstance(v, (int, float))]
+    return {"requests": len(rows), "rejected": sum(map(_rejected, rows)), "versions": versions,
+            "minutes": [{"at": f"{minute}:00Z", **_minute(group)} for minute, group in sorted(minutes.items())],
+            "served": [{"at": f"{minute}:00Z", "version": version, "requests": count}
+                       for minute, group in sorted(minutes.items()) for version, count in _versions(group).items()],
+            "dense": _every_minute(sorted(minutes)),
             "latency": {f"p{int(q * 100)}": _percentile(latencies, q) for q in (0.5, 0.9, 0.99)}}
 
+
+def _versions(rows: list) -> dict:
+    "How many of `rows` each model version answered."
+    counts = {}
+    for row in rows:
+        version = f"{row.get('model')} v{row.get('model_version')}"
+        counts[version] = counts.get(version, 0) + 1
+    return counts
+
+
+def _every_minute(minutes: list) -> bool:
+    "True when `minutes` (sorted `YYYY-MM-DDTHH:MM` texts) leave no minute out: a line may join them."
+    from datetime import datetime
+    try:
+        first, last = (datetime.fromisoformat(m) for m in (minutes[0], minutes[-1]))
+    except (IndexError, ValueError):
+        return False
+    return len(minutes) > 1 and (last - first).total_seconds() / 60 == len(minutes) - 1
+
 # %% ../nbs/40_report.ipynb #b0da2c8d
-_RENDERING = "nbconvert basic template, tuned exporter 2"
-_VERSION = hashlib.sha256("".join([_RENDERING, BASE_TEMPLATE, STYLE_CSS, APP_JS, INDEX_TEMPLATE, RUN_TEMPLATE, JOB_TEMPLATE,
-                                   REGISTRY_TEMPLATE, PIPELINE_TEMPLATE, DRIFT_TEMPLATE, SERVING_TEMPLATE,
-                                   NOTEBOOK_TEMPLATE]).encode()).hexdigest()[:16]
+_RENDERING = "nbconvert basic template, sanitized, tuned exporter 3"
+_VERSION = hashlib.sha256("".join([_RENDERING, BASE_TEMPLATE, STYLE_CSS, APP_JS, COMPARE_JS, CHARTS_JS, INDEX_TEMPLATE,
+                                   RUN_TEMPLATE, RUNS_TABLE, JOB_TEMPLATE, SWEEP_TEMPLATE, REGISTRY_TEMPLATE,
+                                   PIPELINE_TEMPLATE, DRIFT_TEMPLATE, SERVING_TEMPLATE, NOTEBOOK_TEMPLATE]).encode()
+                          ).hexdigest()[:16]
 
 
 def _digest(data) -> str:
@@ -235,29 +264,42 @@ class _Site:
 
 # %% ../nbs/40_report.ipynb #6ccafba3
 def _cell(value):
-    "A table cell: numbers as they are, anything else as compact text."
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    "A table cell: numbers, booleans and text as they are, anything else as compact JSON."
+    if isinstance(value, (int, float, str)) or value is None:
         return value
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def value_rows(value, name: str = "", depth: int = 0) -> list:
+    "`[name, cell]` rows of a logged value: dicts opened into dotted names (three levels), the rest as cells."
+    if isinstance(value, dict) and value and depth < 3:
+        return [row for key, item in value.items() for row in value_rows(item, f"{name}.{key}" if name else str(key),
+                                                                             depth + 1)]
+    return [[name, _cell(value)]]
 
 
 def _run_sections(run: dict) -> list:
-    "The tables of a run page: params, metrics, values, inputs and alerts as rows."
-    inputs = [[record.get("path"), (record.get("sha256") or "")[:16], record.get("bytes"),
-               *[f"{k}: {_cell(v)}" for k, v in record.items() if k not in ("path", "sha256", "bytes")]]
+    "The tables of a run page: params, metrics, values, inputs and alerts as `[name, cell]` rows."
+    inputs = [[record.get("path"), ", ".join([f"{record.get('bytes')} bytes", f"sha256 {(record.get('sha256') or '')[:16]}",
+                                               *[f"{k} {_cell(v)}" for k, v in record.items()
+                                                 if k not in ("path", "sha256", "bytes")]])]
               for record in run.get("inputs") or []]
     values = {k: v for k, v in (run.get("values") or {}).items() if k != "outcome"}
     return [("Parameters", [[k, _cell(v)] for k, v in (run.get("params") or {}).items()]),
             ("Metrics", [[k, v] for k, v in sorted((run.get("metrics") or {}).items())]),
-            ("Values", [[k, _cell(v)] for k, v in sorted(values.items())]),
+            ("Values", [row for k, v in sorted(values.items()) for row in value_rows(v, k)]),
             ("Inputs", inputs),
             ("Alerts", [[a.get("kind"), a.get("message")] for a in run.get("alerts") or []])]
 
 # %% ../nbs/40_report.ipynb #a1237622
-def _run_page_task(site: _Site, run: dict, known: set) -> tuple | None:
+def _run_page_task(site: _Site, run: dict, known: dict) -> tuple | None:
     "The task that writes the page of one run (after `_notebook_task`), or None when its content did not change."
-    lineage = [("Upstream", [(i, i in known) for i in run.get("upstream") or []]),
-               ("Downstream", [(i, True) for i in run["downstream"]])]
+    def linked(i):
+        other = known.get(i) or {}
+        return {"id": i, "known": i in known, "job": other.get("job"), "started": other.get("started_at")}
+
+    lineage = [("Upstream", [linked(i) for i in run.get("upstream") or []]),
+               ("Downstream", [linked(i) for i in run["downstream"]])]
     notebook = f"notebooks/{run['id']}.html" in site.new  # recorded by `_notebook_task` when there is a notebook
     key = [run.get("report_key") or {k: v for k, v in run.items() if k != "folder"}, lineage, notebook]
     if not site.needs(f"runs/{run['id']}.html", key):
@@ -298,7 +340,7 @@ def _write_notebook_page(path: str, run_id: str, target: str) -> str:
     except Exception as error:  # a damaged notebook must not stop the build
         body = f'<p class="failed">nbconvert could not render this notebook: {html.escape(str(error))}</p>'
     page = templates().get_template("notebook.html").render(title=f"Notebook of run {run_id}", root="../",
-                                                             run_id=run_id, body=body)
+                                                             run_id=run_id, body=body, css=notebook_css())
     _write_text(target, page)
     return f"notebooks/{run_id}.html"
 
@@ -338,17 +380,20 @@ def build_report(archive=None, out=None, workers: int | None = None) -> BuildRes
     env = templates()
     runs, models = read_runs(root), read_registry(root)
     pipelines, sweeps = read_records(root, "pipelines"), read_records(root, "sweeps")
-    for name, text in (("assets/style.css", STYLE_CSS), ("assets/app.js", APP_JS), ("assets/notebook.css", notebook_css())):
-        site.page(name, text, lambda text=text: text)
-    known = {run["id"] for run in runs}
+    assets = {"style.css": STYLE_CSS, "app.js": APP_JS, "charts.js": CHARTS_JS, "compare.js": COMPARE_JS,
+              **vega_scripts()}
+    for name, text in assets.items():
+        site.page(f"assets/{name}", text, lambda text=text: text)
+    known = {run["id"]: run for run in runs}
     tasks = [task for run in runs for task in (_notebook_task(site, run), _run_page_task(site, run, known)) if task]
 
     def other_pages():
         job_pages(site, env, runs)
         registry_page(site, env, models)
-        record_pages(site, env, pipelines + sweeps)
+        record_pages(site, env, pipelines)
+        sweep_pages(site, env, sweeps)
         drift_page(site, env, runs)
-        serving_page(site, env, root / "serving", lambda: serving_summary(read_serving(root)))
+        serving_page(site, env, root / "serving", lambda: serving_summary(read_serving(root)), models)
         index_pages(site, env, runs, models, pipelines, sweeps)
 
     _write_pages(site, tasks, workers or min(os.cpu_count() or 1, 4), other_pages)

@@ -207,3 +207,6 @@ def test_monitor_survives_a_batch_missing_a_column(tmp_path, archive, two_models
     device = report[report.feature == "device"].iloc[0]
     assert bool(device.drifted) and "missing" in device.note
     assert values(monitored).get("prediction_drift") is None
+    shown = values(monitored)["distributions"]  # for the report's drift page: every feature the batch still has
+    assert "device" not in shown and len(shown["video_minutes"]["bins"]) == len(shown["video_minutes"]["current"])
+    assert os.path.isfile(os.path.join(monitored["path"], "artifacts", "feature_distributions.png"))

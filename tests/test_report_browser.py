@@ -1,5 +1,6 @@
 """The static report in a real browser: Debian's Chromium driven by Playwright, pages opened from file://."""
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,16 @@ def test_every_page_opens_offline_with_its_images(site):
             browser.close()
 
 
+MARKS = "g.role-mark > path, g.role-mark > line, g.role-mark > text"
+
+
+def charts_drawn(page) -> list:
+    """Wait until every chart of the page is drawn; the number of data marks of each."""
+    page.wait_for_function("Array.from(document.querySelectorAll('div.vl')).every(d => d.querySelector('svg'))",
+                           timeout=15000)
+    return page.eval_on_selector_all("div.vl", f"els => els.map(e => e.querySelectorAll({MARKS!r}).length)")
+
+
 def rows(page) -> list:
     return page.eval_on_selector_all("#runs tbody tr", "trs => trs.map(tr => tr.dataset.id)")
 
@@ -123,9 +134,119 @@ def test_runs_table_filters_sorts_and_links_lineage_and_notebook(site):
             page.goto((site["root"] / "registry.html").as_uri())
             assert "first model" in page.inner_text(".timeline")
             page.goto((site["root"] / "jobs" / "fit.html").as_uri())
-            assert page.locator("svg.chart").count() == 2  # auc against lr, and against upstream_run
-            assert page.locator("svg.chart circle").count() == 4
+            charts_drawn(page)
+            assert page.locator("div.vl").count() == 2  # auc against lr (upstream_run is lineage), the parallel view
+            assert page.locator("div.vl >> nth=0").locator(MARKS).count() == 3  # two runs, the best one ringed
             page.screenshot(path=str(site["shots"] / "job.png"), full_page=True)
             assert problems == []
         finally:
             browser.close()
+
+
+SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "report"  # kept by CI, named in the README
+
+
+@contextlib.contextmanager
+def browsing():
+    """A page of Debian's Chromium, 1,400 px wide."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 900})
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def fabricated(tmp_path_factory):
+    """Every page kind: runs like a pipeline's, a sweep over C = 0.001 … 10, monitoring runs, serving, hostile content."""
+    from report_archive import fabricate_archive
+
+    from mlkit.report import build_report
+    root = tmp_path_factory.mktemp("report-pages") / "runs"
+    ids = fabricate_archive(root)
+    build_report(root, workers=1)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    return root / ".report", ids
+
+
+def page_kinds(ids: dict) -> dict:
+    return {"index": "index.html", "job": "jobs/fit.html", "sweep": f"sweeps/{ids['sweep']}.html",
+            "drift": "drift.html", "serving": "serving.html", "pipeline": "pipelines/retrain-20261204-220000.html",
+            "registry": "registry.html", "run": f"runs/{ids['sweep_runs'][0]}.html",
+            "run-with-notebook": f"runs/{ids['prep']}.html", "notebook": f"notebooks/{ids['prep']}.html"}
+
+
+def test_every_page_kind_draws_its_charts_offline_and_runs_no_foreign_script(fabricated):
+    out, ids = fabricated
+    with browsing() as page:
+        problems, dialogs = [], []
+        watch(page, problems)
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        drawn = {}
+        for kind, name in page_kinds(ids).items():
+            page.goto((out / name).as_uri(), wait_until="load")
+            drawn[kind] = charts_drawn(page)
+            assert all(marks > 0 for marks in drawn[kind]), f"{kind}: a chart without marks {drawn[kind]}"
+            page.wait_for_timeout(300)  # let a framed notebook load (and any script in it try to run)
+            page.screenshot(path=str(SHOTS / f"{kind}.png"), full_page=True)
+        assert len(drawn["job"]) == 3 and len(drawn["sweep"]) == 3  # auc, log_loss against C; parallel view
+        assert len(drawn["drift"]) == 3 and len(drawn["serving"]) == 3 and len(drawn["pipeline"]) == 1
+        assert problems == [] and dialogs == []
+
+
+def test_the_index_fits_1400_px_with_each_jobs_own_metrics(fabricated):
+    out, ids = fabricated
+    with browsing() as page:
+        page.goto((out / "index.html").as_uri())
+        for job in ("", "evaluate", "fit", "monitor", "prep"):
+            page.select_option("#job", job)
+            headers = page.eval_on_selector_all("#runs thead button", "bs => bs.map(b => b.textContent)")
+            width = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+            assert width[0] <= width[1], f"job {job or 'all'}: {width} with columns {headers}"
+            if job == "evaluate":
+                assert len([h for h in headers if h.endswith(("_test", "_baseline"))]) == 8
+                page.screenshot(path=str(SHOTS / "index-evaluate.png"), full_page=True)
+            if job == "fit":
+                assert "auc" in headers and "accuracy_test" not in headers and "drift_share" not in headers
+        page.select_option("#job", "fit")
+        page.click("#runs thead button[data-key='m:auc']")
+        assert page.get_attribute("#runs thead th:has(button[data-key='m:auc'])", "aria-sort") == "descending"
+        assert rows(page)[0] == ids["best"]
+        assert page.inner_text(f"#runs tr[data-id='{ids['best']}'] a") == ids["best"][-6:]
+        assert page.get_attribute(f"#runs tr[data-id='{ids['best']}'] a", "title") == ids["best"]
+
+
+def test_sweep_page_lists_every_point_and_a_hovered_point_names_its_run(fabricated):
+    out, ids = fabricated
+    with browsing() as page:
+        page.goto((out / f"sweeps/{ids['sweep']}.html").as_uri())
+        charts_drawn(page)
+        listed = page.eval_on_selector_all("#points tr td:nth-child(4) a", "as => as.map(a => a.title)")
+        assert sorted(listed) == sorted(ids["sweep_runs"]) and listed[0] == ids["best"]
+        ticks = page.eval_on_selector_all("div.vl >> nth=0", "els => Array.from(els[0].querySelectorAll("
+                                          "'g.role-axis-label text')).map(t => t.textContent)")
+        assert {"0.001", "0.01", "0.1", "1", "10"} <= set(ticks), ticks  # a log axis
+        page.hover("div.vl >> nth=0 >> g.mark-symbol.role-mark path >> nth=0", force=True)
+        page.wait_for_selector("#vg-tooltip-element.visible", timeout=5000)
+        tip = page.inner_text("#vg-tooltip-element")
+        assert any(run in tip for run in ids["sweep_runs"]), tip
+        page.screenshot(path=str(SHOTS / "sweep-hover.png"))
+        boxes = page.locator("input.pick")
+        boxes.nth(0).check()
+        boxes.nth(1).check()
+        page.click("#compare")
+        assert page.locator("#comparison tr.diff").count() >= 2  # C and the metrics differ
+        assert "param penalty" in page.inner_text("#comparison") and "auc" in page.inner_text("#comparison")
+        page.screenshot(path=str(SHOTS / "sweep-compare.png"), full_page=True)
+
+
+def test_the_drift_page_names_the_alerting_monitor_run(fabricated):
+    out, ids = fabricated
+    with browsing() as page:
+        page.goto((out / "drift.html").as_uri())
+        assert page.get_attribute("#alerting a", "title") == ids["alerting"]
+        assert page.locator("#monitors tr").count() == 1 + len(ids["monitors"])
+        page.click("#alerting a")
+        assert page.url.endswith(f"runs/{ids['alerting']}.html")

@@ -33,7 +33,7 @@ def test_full_build_through_the_pool_writes_every_page(built):
     notebook = (site / "notebooks" / some.name).read_text()
     assert 'class="input_area"' in notebook and "log_metric" in notebook  # nbconvert's basic template
     assert f'<h1 id="Run-{some.stem}">Run {some.stem}' in notebook  # the markdown title, rendered
-    assert '<link rel="stylesheet" href="../assets/notebook.css">' in notebook
+    assert ".notebook .input_area{" in notebook and "default-src 'none'" in notebook  # styled inline, no script
 
 
 def test_rebuilds_write_only_what_changed(built):
