@@ -6,15 +6,12 @@ Docs: https://mlkit-dev.github.io/mlkit/scoring.html.md"""
 
 # %% auto #0
 __all__ = ['MISSING', 'MAX_COLUMNS', 'MAX_ROWS_LISTED', 'LONG_TEXT', 'CLEAN_TEXTS', 'CLEAN_TEXT_CHARS', 'MAX_ROWS', 'logger',
-           'RequestError', 'ServedModel', 'load_served', 'Batch', 'RowChecker', 'parse_invocation', 'BatchScorer',
-           'ModelHolder']
+           'RequestError', 'ServedModel', 'load_served', 'Batch', 'RowChecker', 'parse_invocation', 'ModelHolder']
 
 # %% ../nbs/31_scoring.ipynb #2f7c967b
-import asyncio
 import json
 import logging
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -285,136 +282,6 @@ def parse_invocation(payload) -> Batch:
     if not batch.count:
         raise RequestError(422, "the request has no rows")
     return batch
-
-# %% ../nbs/31_scoring.ipynb #81f04a94
-@dataclass
-class _Waiting:
-    "A request's checked columns waiting for a batch, and the future its predictions arrive in."
-
-    served: ServedModel
-    columns: dict
-    count: int
-    after: object
-    future: asyncio.Future
-
-
-def _scored(served: ServedModel, waiting: list) -> list:
-    "Predictions (or the error) for each waiting request, in one model call when it succeeds; `after` run on each."
-    try:
-        names = list(waiting[0].columns)
-        frame = pd.DataFrame({name: [v for item in waiting for v in item.columns[name]] for name in names})
-        flat, results, start = served.predict(frame), [], 0
-        for item in waiting:
-            results.append(flat[start:start + item.count])
-            start += item.count
-    except Exception:  # one request broke the call: score each alone, so it fails by itself
-        results = []
-        for item in waiting:
-            try:
-                results.append(served.predict(pd.DataFrame(item.columns)))
-            except Exception as error:
-                results.append(error)
-    for index, (item, result) in enumerate(zip(waiting, results, strict=True)):
-        if not isinstance(result, Exception) and item.after is not None:
-            try:
-                item.after(result)
-            except Exception as error:
-                results[index] = error
-    return results
-
-# %% ../nbs/31_scoring.ipynb #60918c87
-class BatchScorer:
-    "Scores the checked rows of concurrent requests in one model call each batch (up to `max_rows` rows)."
-
-    def __init__(self, max_rows: int = 1024, max_delay: float = 0.002):
-        self.max_rows, self.max_delay = max_rows, max_delay
-        self.pending, self.arriving, self.alone, self.batches = [], 0, 0, 0
-        self._loop = self._wakeup = self._task = None
-
-    @property
-    def enabled(self) -> bool:
-        return self.max_rows > 0 and self.max_delay > 0
-
-    def idle(self) -> bool:
-        "True when no other request is being checked or scored: one arriving now is best scored at once, alone."
-        return not (self.pending or self.arriving or self.alone) and (self._task is None or self._task.done())
-
-    @contextmanager
-    def scoring_alone(self):
-        "Mark a request as checked and scored on its own while the block runs (the others batch meanwhile)."
-        self.alone += 1
-        try:
-            yield
-            self.batches += 1
-        finally:
-            self.alone -= 1
-
-    @contextmanager
-    def expecting(self):
-        "Mark a request as arriving (being parsed and checked) while the block runs: a batch waits for it."
-        self.arriving += 1
-        try:
-            yield
-        finally:
-            self.arriving -= 1
-            if self._wakeup is not None:
-                self._wakeup.set()
-
-    async def score(self, served: ServedModel, columns: dict, count: int, after=None) -> list:
-        "The predictions of one request's checked `columns` (`count` rows); `after(predictions)` runs first."
-        if not self.enabled:
-            self.batches += 1
-            result = (await asyncio.to_thread(_scored, served, [_Waiting(served, columns, count, after, None)]))[0]
-        else:
-            future = self._ready().create_future()
-            self.pending.append(_Waiting(served, columns, count, after, future))
-            self._wakeup.set()
-            if self._task is None or self._task.done():
-                self._task = asyncio.create_task(_drain(self))
-            result = await future
-        if isinstance(result, Exception):
-            raise result
-        return result
-
-    def _ready(self) -> asyncio.AbstractEventLoop:
-        "The running loop, with this scorer's event and task made for it (a test client may start several loops)."
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            self._loop, self._wakeup, self._task, self.pending = loop, asyncio.Event(), None, []
-        return loop
-
-# %% ../nbs/31_scoring.ipynb #4fede56f
-def _next_batch(pending: list, max_rows: int) -> list:
-    "Take the first waiting requests of one model version, up to `max_rows` rows (at least one request)."
-    served, taken, rows = pending[0].served, [], 0
-    for item in list(pending):
-        if item.served is served and (not taken or rows + item.count <= max_rows):
-            taken.append(item)
-            rows += item.count
-            pending.remove(item)
-    return taken
-
-
-async def _drain(scorer: "BatchScorer"):
-    "Score `scorer`'s batches while requests wait: wait for arriving ones at most `max_delay`, then one model call."
-    loop = asyncio.get_running_loop()
-    while scorer.pending:
-        deadline = loop.time() + scorer.max_delay
-        while scorer.arriving and sum(item.count for item in scorer.pending) < scorer.max_rows:
-            scorer._wakeup.clear()
-            try:
-                await asyncio.wait_for(scorer._wakeup.wait(), deadline - loop.time())
-            except TimeoutError:
-                break
-        batch = _next_batch(scorer.pending, scorer.max_rows)
-        scorer.batches += 1
-        try:
-            results = await asyncio.to_thread(_scored, batch[0].served, batch)
-        except Exception as error:  # the scorer itself failed: no request may wait forever
-            results = [error] * len(batch)
-        for item, result in zip(batch, results, strict=True):
-            if not item.future.done():
-                (item.future.set_exception if isinstance(result, Exception) else item.future.set_result)(result)
 
 # %% ../nbs/31_scoring.ipynb #50d318f2
 logger = logging.getLogger("mlkit.serving")

@@ -33,8 +33,9 @@ from .errors import UsageError
 from .prediction_log import SegmentWriter, log_folder
 from .pseudonyms import (DEVELOPMENT_KEY, PSEUDONYM_KEY_ENV, is_identifier, pseudonymized, pseudonymized_columns,
                               secret_key)
+from .batching import BatchScorer
 from .registry import Registry, resolve
-from .scoring import (MAX_ROWS, Batch, BatchScorer, ModelHolder, RequestError, RowChecker, ServedModel,
+from .scoring import (MAX_ROWS, Batch, ModelHolder, RequestError, RowChecker, ServedModel,
                            parse_invocation)
 
 # %% ../nbs/32_serving.ipynb #cf3501eb
