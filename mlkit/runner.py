@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from .archive import SCHEMA_VERSION, Archive, Run, iso, new_run_id, utc_now
-from .cache import cache_base, cache_enabled, cache_key, find_cached
+from .cache import cache_base, cache_enabled, cache_key, find_cached, located_inputs
 from .config import ARCHIVE_ENV, RUN_DIR_ENV
 from .errors import MlkitError, UsageError
 from .fingerprint import environment, file_record, git_state, library_sha256, sha256_bytes
@@ -292,7 +292,7 @@ def _artifact_records(staging: Path) -> list:
 # %% ../nbs/29_runner.ipynb #9e1a0b75
 def job_cache_base(job: PreparedJob) -> str:
     "The cache base of a prepared job (see the cache notebook)."
-    return cache_base(job.notebook, _plain(job.params), job.kernel_name, job.cwd)
+    return cache_base(job.notebook, _plain(job.params), job.kernel_name, job.cwd, root=job.project.root)
 
 # %% ../nbs/29_runner.ipynb #9e1a0b78
 def _cache_fields(job: PreparedJob, staging: Path, inputs: list) -> tuple:
@@ -315,7 +315,7 @@ def build_manifest(job: PreparedJob, run_id: str, staging: Path, attempt: Attemp
                    retries: int, facts: dict, extra: dict | None = None) -> dict:
     "The manifest of a finished run (see the archive notebook for the schema)."
     import mlkit
-    inputs = recorded_inputs(staging)
+    inputs = located_inputs(recorded_inputs(staging), job.project.root)
     executed = staging / "notebook.ipynb"
     produced = output_sha256(json.loads(executed.read_text(encoding="utf-8"))) if executed.exists() else None
     base, key, uncacheable = _cache_fields(job, staging, inputs)
@@ -437,7 +437,7 @@ def run(job, params: dict | None = None, *, archive=None, param_files=(), yaml_t
                        kernel=kernel, cwd=cwd, use_default_params=use_default_params)
     store = Archive(prepared.project.archive_dir(archive))
     if not force and cache_enabled(prepared.project.settings, prepared.settings):
-        hit = find_cached(store, prepared.job, job_cache_base(prepared))
+        hit = find_cached(store, prepared.job, job_cache_base(prepared), root=prepared.project.root)
         if hit is not None:
             if announce:
                 announce(f"cache hit: {prepared.job} already ran with these inputs as run {hit.id}")
