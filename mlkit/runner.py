@@ -26,13 +26,14 @@ import yaml
 from .archive import SCHEMA_VERSION, Archive, Run, iso, new_run_id, utc_now
 from .cache import cache_base, cache_enabled, cache_key, find_cached, located_inputs
 from .config import ARCHIVE_ENV, RUN_DIR_ENV
+from .engine import import_papermill
 from .errors import MlkitError, UsageError
 from .fingerprint import environment, file_record, git_state, library_sha256, sha256_bytes
 from .jsonio import read_json
 from .normalize import output_sha256
 from .prepare import PreparedJob, prepare
 from .record import recorded_alerts, recorded_inputs, recorded_upstream, uncacheable_reasons
-from .snapshots import snapshot_env, store_environment
+from .snapshots import recorded_environment, snapshot_env
 
 # %% ../nbs/29_runner.ipynb #24127154
 class JobInterrupted(KeyboardInterrupt):
@@ -132,7 +133,7 @@ def _launch_kernel(manager, job: PreparedJob, env: dict, staging: Path):
 # %% ../nbs/29_runner.ipynb #9e1a0b49
 def _execution_manager(job: PreparedJob, staging: Path):
     "papermill's execution manager for the parameterized notebook, started."
-    from papermill.engines import NotebookExecutionManager
+    NotebookExecutionManager = import_papermill().NotebookExecutionManager
     logging.getLogger("papermill").addHandler(logging.NullHandler())
     nb_manager = NotebookExecutionManager(_load_parameterized(job, staging), output_path=None, progress_bar=False,
                                           log_output=False)
@@ -341,9 +342,7 @@ def build_manifest(job: PreparedJob, run_id: str, staging: Path, attempt: Attemp
 def _gather_facts(project_root: Path, facts: dict, archive_root: Path | None = None, kernel_name: str | None = None):
     "Fill `facts` with the git state and environment, the kernel's package set stored in `archive_root` (a thread's work)."
     facts["git"] = git_state(project_root)
-    facts["environment"] = environment()
-    if archive_root is not None:
-        facts["environment"] = {**facts["environment"], "lock": store_environment(archive_root, kernel_name)}
+    facts["environment"] = environment() if archive_root is None else recorded_environment(archive_root, kernel_name)
 
 # %% ../nbs/29_runner.ipynb #9e1a0b93
 def _execute_with_retry(job: PreparedJob, archive: Archive, run_id: str, deadline, state: dict, timeout,
@@ -443,4 +442,5 @@ def run(job, params: dict | None = None, *, archive=None, param_files=(), yaml_t
                 announce(f"cache hit: {prepared.job} already ran with these inputs as run {hit.id}")
             return hit
     extra = {"upstream": list(upstream)} if upstream else None
-    return execute(prepared, store, timeout=timeout, extra=extra, announce=announce)
+    launched = launch_ahead(prepared, store) if timeout is None or timeout > 0 else None  # boots while papermill loads
+    return execute(prepared, store, timeout=timeout, extra=extra, announce=announce, launched=launched)
