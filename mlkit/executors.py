@@ -72,7 +72,7 @@ def cache_hit(job: PreparedJob, archive: Archive) -> Run | None:
     "The archived run that serves `job` from the cache, if caching is on for it and one exists."
     if not cache_enabled(job.project.settings, job.settings):
         return None
-    return find_cached(archive, job.job, job_cache_base(job))
+    return find_cached(archive, job.job, job_cache_base(job), root=job.project.root)
 
 # %% ../nbs/33_executors.ipynb #7a1e0c01
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")

@@ -121,13 +121,18 @@ class Registry:
         return self.archive.registry_dir / name
 
     def register(self, name: str, run: Run, artifact: str = "model.skops", note: str = "") -> ModelVersion:
-        "Register the model that `run` saved as artifact `artifact` as the next version of `name`."
+        "Register `run`'s artifact `artifact` as the next version of `name` (the existing one if its sha256 is known)."
         check_name("model", name)
         record = _model_record(run, artifact)
         if Path(artifact).suffix.lower() in (".skops", *PICKLE_SUFFIXES):  # formats mlkit loads: must load later
             check_model_file(run.path / record["path"], record["sha256"])
         with closing(self._connect()) as connection:
             connection.execute("BEGIN IMMEDIATE")
+            same = connection.execute("SELECT * FROM model_versions WHERE name = ? AND sha256 = ? ORDER BY version "
+                                      "LIMIT 1", (name, record["sha256"])).fetchone()
+            if same is not None:
+                connection.execute("ROLLBACK")
+                return _version_from_row(same)
             version = connection.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?",
                                          (name,)).fetchone()[0]
             entry = ModelVersion(name=name, version=version, run_id=run.id, artifact=record["path"],

@@ -24,15 +24,16 @@ from pathlib import Path
 import yaml
 
 from .archive import SCHEMA_VERSION, Archive, Run, iso, new_run_id, utc_now
-from .cache import cache_base, cache_enabled, cache_key, find_cached
+from .cache import cache_base, cache_enabled, cache_key, find_cached, located_inputs
 from .config import ARCHIVE_ENV, RUN_DIR_ENV
+from .engine import import_papermill
 from .errors import MlkitError, UsageError
 from .fingerprint import environment, file_record, git_state, library_sha256, sha256_bytes
 from .jsonio import read_json, strict_data
 from .normalize import output_sha256
 from .prepare import PreparedJob, check_timeout, prepare
 from .record import recorded_alerts, recorded_inputs, recorded_upstream, uncacheable_reasons
-from .snapshots import snapshot_env, store_environment
+from .snapshots import recorded_environment, snapshot_env
 
 # %% ../nbs/29_runner.ipynb #24127154
 class JobInterrupted(KeyboardInterrupt):
@@ -132,7 +133,7 @@ def _launch_kernel(manager, job: PreparedJob, env: dict, staging: Path):
 # %% ../nbs/29_runner.ipynb #9e1a0b49
 def _execution_manager(job: PreparedJob, staging: Path):
     "papermill's execution manager for the parameterized notebook, started."
-    from papermill.engines import NotebookExecutionManager
+    NotebookExecutionManager = import_papermill().NotebookExecutionManager
     logging.getLogger("papermill").addHandler(logging.NullHandler())
     nb_manager = NotebookExecutionManager(_load_parameterized(job, staging), output_path=None, progress_bar=False,
                                           log_output=False)
@@ -293,7 +294,7 @@ def _artifact_records(staging: Path) -> list:
 # %% ../nbs/29_runner.ipynb #9e1a0b75
 def job_cache_base(job: PreparedJob) -> str:
     "The cache base of a prepared job (see the cache notebook)."
-    return cache_base(job.notebook, _plain(job.params), job.kernel_name, job.cwd)
+    return cache_base(job.notebook, _plain(job.params), job.kernel_name, job.cwd, root=job.project.root)
 
 # %% ../nbs/29_runner.ipynb #9e1a0b78
 def _cache_fields(job: PreparedJob, staging: Path, inputs: list) -> tuple:
@@ -316,7 +317,7 @@ def build_manifest(job: PreparedJob, run_id: str, staging: Path, attempt: Attemp
                    retries: int, facts: dict, extra: dict | None = None) -> dict:
     "The manifest of a finished run (see the archive notebook for the schema)."
     import mlkit
-    inputs = recorded_inputs(staging)
+    inputs = located_inputs(recorded_inputs(staging), job.project.root)
     executed = staging / "notebook.ipynb"
     produced = output_sha256(json.loads(executed.read_text(encoding="utf-8"))) if executed.exists() else None
     base, key, uncacheable = _cache_fields(job, staging, inputs)
@@ -342,9 +343,7 @@ def build_manifest(job: PreparedJob, run_id: str, staging: Path, attempt: Attemp
 def _gather_facts(project_root: Path, facts: dict, archive_root: Path | None = None, kernel_name: str | None = None):
     "Fill `facts` with the git state and environment, the kernel's package set stored in `archive_root` (a thread's work)."
     facts["git"] = git_state(project_root)
-    facts["environment"] = environment()
-    if archive_root is not None:
-        facts["environment"] = {**facts["environment"], "lock": store_environment(archive_root, kernel_name)}
+    facts["environment"] = environment() if archive_root is None else recorded_environment(archive_root, kernel_name)
 
 # %% ../nbs/29_runner.ipynb #9e1a0b93
 def _execute_with_retry(job: PreparedJob, archive: Archive, run_id: str, deadline, state: dict, timeout,
@@ -437,10 +436,11 @@ def run(job, params: dict | None = None, *, archive=None, param_files=(), yaml_t
                        kernel=kernel, cwd=cwd, use_default_params=use_default_params)
     store = Archive(prepared.project.archive_dir(archive))
     if not force and cache_enabled(prepared.project.settings, prepared.settings):
-        hit = find_cached(store, prepared.job, job_cache_base(prepared))
+        hit = find_cached(store, prepared.job, job_cache_base(prepared), root=prepared.project.root)
         if hit is not None:
             if announce:
                 announce(f"cache hit: {prepared.job} already ran with these inputs as run {hit.id}")
             return hit
     extra = {"upstream": list(upstream)} if upstream else None
-    return execute(prepared, store, timeout=timeout, extra=extra, announce=announce)
+    launched = launch_ahead(prepared, store) if timeout is None or timeout > 0 else None  # boots while papermill loads
+    return execute(prepared, store, timeout=timeout, extra=extra, announce=announce, launched=launched)

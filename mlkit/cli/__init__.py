@@ -101,20 +101,28 @@ def _add_plugin_commands(commands):
     load_plugins(COMMANDS_ENTRY_POINTS, use=lambda add_commands: add_commands(commands))
 
 # %% ../../nbs/cli/50_cli.ipynb #c2f61562
-def build_parser() -> argparse.ArgumentParser:
-    "The `mlkit` argument parser: mlkit's command groups, then those installed packages add."
+def _plugins_can_matter(commands, argv) -> bool:
+    "False when `argv` names one of mlkit's commands that has no subcommands: no plugin can add to it."
+    chosen = commands.choices.get(argv[0]) if argv else None
+    return chosen is None or any(isinstance(a, argparse._SubParsersAction) for a in chosen._actions)
+
+
+def build_parser(argv=None) -> argparse.ArgumentParser:
+    "The `mlkit` argument parser: mlkit's command groups, then those installed packages add (if they can matter to `argv`)."
     parser = argparse.ArgumentParser(prog="mlkit", description="Notebooks as versioned, reproducible jobs.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         importlib.import_module(module).add_commands(commands)
-    _add_plugin_commands(commands)
+    if argv is None or _plugins_can_matter(commands, argv):
+        _add_plugin_commands(commands)
     return parser
 
 # %% ../../nbs/cli/50_cli.ipynb #ceaf4568
 def main(argv=None) -> int:
     "Entry point of the `mlkit` command; returns the exit code."
     sys.modules.setdefault("rfc3987_syntax", None)
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     try:
         return args.handler(args)
     except MlkitError as error:
