@@ -59,3 +59,18 @@ def test_complex_parameters_is_refused_in_one_line(papermill_project):
     assert result.stderr.splitlines() == [("mlkit: error: complex_parameters.ipynb: the parameters cell (cell 1) is "
                                            "not valid Python: line 14: invalid syntax: = 2")]
     assert papermill_project.run_folders() == []
+
+
+def test_params_lists_what_papermill_help_notebook_lists(papermill_project):
+    listed = papermill_project.mlkit("params", "simple_execute", "--json", check=0)
+    assert json.loads(listed.stdout) == [{"name": "msg", "type": "any", "default": "None", "required": False,
+                                          "help": ""}]
+    cell = json.loads((PAPERMILL_NOTEBOOKS / "complex_parameters.ipynb").read_text())
+    source = "".join(cell["cells"][0]["source"]).replace("\n= 2", "")  # papermill skips the broken line; mlkit refuses it
+    cell["cells"][0]["source"] = source
+    (papermill_project.root / "jobs" / "fixed.ipynb").write_text(json.dumps(cell))
+    rows = {r["name"]: r for r in json.loads(papermill_project.mlkit("params", "fixed", "--json", check=0).stdout)}
+    assert (rows["a"]["type"], rows["a"]["default"], rows["a"]["help"]) == ("float", "2.25", "Variable a")
+    assert rows["b"]["help"] == "Nice list" and rows["c"]["help"] == "Interesting c variable"
+    refused = papermill_project.mlkit("params", "complex_parameters", check=2)
+    assert len(refused.stderr.splitlines()) == 1 and "invalid syntax: = 2" in refused.stderr
