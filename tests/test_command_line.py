@@ -34,3 +34,11 @@ def test_metrics_are_shown_to_four_digits_and_kept_whole_in_json(project):
     assert "  accuracy = 0.777" in shown.splitlines() and "0.77698" not in shown
     assert json.loads(project.mlkit("runs", "show", run["id"], "--json", check=0).stdout)["metrics"] == {
         "accuracy": 0.7769886363636364}
+
+
+def test_help_lists_plugin_commands_in_their_own_section(project):
+    shown = project.mlkit("--help", check=0).stdout
+    own, plugins = shown.split("commands from mlkit.edtech:")
+    assert "recommend" not in own and "  run " in own
+    assert [line.split()[0:2] for line in plugins.strip().splitlines()][:3] == [
+        ["recommend", "a"], ["data", "generate"], ["data", "ingest"]]

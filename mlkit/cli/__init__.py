@@ -6,8 +6,8 @@ Docs: https://mlkit-dev.github.io/mlkit/cli/cli.html.md"""
 
 # %% auto #0
 __all__ = ['COMMAND_MODULES', 'COMMANDS_ENTRY_POINTS', 'PIPE_CLOSED', 'say', 'print_json', 'emit', 'metrics_text',
-           'add_archive_option', 'add_junit_option', 'command_group', 'add_command', 'archive_of', 'build_parser',
-           'reader_gone', 'main', 'run_command']
+           'add_archive_option', 'add_junit_option', 'command_group', 'add_command', 'archive_of', 'plugin_sections',
+           'build_parser', 'reader_gone', 'main', 'run_command']
 
 # %% ../../nbs/cli/50_cli.ipynb #96b97b83
 import argparse
@@ -90,19 +90,40 @@ COMMAND_MODULES = ["mlkit.cli.runs", "mlkit.cli.pipeline", "mlkit.cli.models", "
 COMMANDS_ENTRY_POINTS = "mlkit.commands"
 
 
-def _add_plugin_commands(commands):
-    "Let every installed package in the `mlkit.commands` entry-point group add its commands (see `load_plugins`)."
+def _add_plugin_commands(commands) -> list:
+    "Let every installed package in the `mlkit.commands` group add its commands; `(package, [(name, help)])` each."
     from mlkit.plugins import load_plugins
-    load_plugins(COMMANDS_ENTRY_POINTS, use=lambda add_commands: add_commands(commands))
+
+    def verbs():
+        "Each group's verbs, as (`group verb`, help) pairs."
+        return [(f"{group} {a.dest}", a.help) for group, parser in commands.choices.items() if parser._subparsers
+                for action in parser._subparsers._group_actions for a in action._choices_actions]
+
+    def add(add_commands):
+        before, known = len(commands._choices_actions), verbs()
+        add_commands(commands)
+        added = [(action.dest, action.help) for action in commands._choices_actions[before:]]
+        del commands._choices_actions[before:]  # listed in a section of their own, not among mlkit's
+        return add_commands.__module__.rsplit(".", 1)[0], added + [v for v in verbs() if v not in known]
+
+    return load_plugins(COMMANDS_ENTRY_POINTS, use=add)
+
+
+def plugin_sections(added: list) -> str:
+    "The `mlkit --help` sections listing the commands each package added (`_add_plugin_commands`'s result)."
+    sections = [f"commands from {package}:\n" + "\n".join(f"  {name:<16}{help or ''}" for name, help in commands)
+                for package, commands in added if commands]
+    return "\n\n".join(sections)
 
 # %% ../../nbs/cli/50_cli.ipynb #c2f61562
 def build_parser() -> argparse.ArgumentParser:
     "The `mlkit` argument parser: mlkit's command groups, then those installed packages add."
-    parser = argparse.ArgumentParser(prog="mlkit", description="Notebooks as versioned, reproducible jobs.")
+    parser = argparse.ArgumentParser(prog="mlkit", description="Notebooks as versioned, reproducible jobs.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         importlib.import_module(module).add_commands(commands)
-    _add_plugin_commands(commands)
+    parser.epilog = plugin_sections(_add_plugin_commands(commands)) or None
     return parser
 
 # %% ../../nbs/cli/50_cli.ipynb #02af9f02
