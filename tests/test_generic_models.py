@@ -81,3 +81,9 @@ def test_the_same_model_saved_twice_has_one_sha256(tmp_path):
                           check=True, env={**os.environ, "PYTHONHASHSEED": str(n)}).stdout.strip() for n in (1, 2)]
     assert sha[0] == sha[1] and len(sha[0]) == 64
     assert json.loads((tmp_path / "1.json").read_text())["sha256"] == sha[0]
+
+
+def test_a_job_that_saves_a_model_reproduces(served_bc):
+    project, run_id = served_bc
+    result = project.mlkit("reproduce", run_id, check=0)
+    assert f"reproduced: run {run_id} -> new run" in result.stdout and "NOT reproduced" not in result.stdout
