@@ -23,9 +23,11 @@ def executed(project, job) -> dict:
     return json.loads((folder / "notebook.ipynb").read_text())
 
 
-def test_simple_execute_streams_its_output_with_log_output(papermill_project):
-    result = papermill_project.mlkit("run", "simple_execute", "-p", "msg", "hello", "--log-output", check=0)
+def test_simple_execute_streams_its_output_with_log_output_and_a_progress_bar(papermill_project):
+    result = papermill_project.mlkit("run", "simple_execute", "-p", "msg", "hello", "--log-output", "--progress-bar",
+                                     check=0)
     assert "[cell 2] hello" in result.stdout  # papermill --log-output shows the cell's print as it runs
+    assert "Executing DESC: 100%" in result.stderr  # papermill's bar, with the cell's papermill_description
     cells = executed(papermill_project, "simple_execute")["cells"]
     assert ["".join(o["text"]) for c in cells if c["cell_type"] == "code" for o in c["outputs"]] == ["hello\n"]
 
