@@ -19,7 +19,7 @@ import sqlite3
 from pathlib import Path
 
 from .errors import UsageError
-from .index import (INDEX_VERSION, IndexDamagedError, check_writable, index_row, list_query,
+from .run_index import (INDEX_VERSION, IndexDamagedError, check_writable, index_row, list_query,
                          manifests_on_disk, open_index, pick_run, read_index,
                          restore_index, run_from_row, runs_with_prefix, writable, write_index)
 from .manifest import (DAMAGED, INDEX_FILE, MANIFEST_FILE, OBJECTS_DIR, PIPELINES_DIR, REGISTRY_DIR, REPORT_DIR,
@@ -28,7 +28,7 @@ from .manifest import (DAMAGED, INDEX_FILE, MANIFEST_FILE, OBJECTS_DIR, PIPELINE
                             new_run_id, page_link, process_alive, read_manifest, remove_stale_staging, utc_now,
                             write_json_atomic)
 
-# the public names of mlkit.manifest and mlkit.index, imported from here by the modules above
+# the public names of mlkit.manifest and mlkit.run_index, imported from here by the modules above
 _all_ = ["DAMAGED", "INDEX_FILE", "INDEX_VERSION", "MANIFEST_FILE", "OBJECTS_DIR", "PIPELINES_DIR", "REGISTRY_DIR",
          "REPORT_DIR", "RESERVED_NAMES", "SCHEMA_VERSION", "SERVING_DIR", "STAGING_DIR", "STATUSES", "SWEEPS_DIR",
          "UI_FILE", "IndexDamagedError", "Run", "check_job_name", "check_run_reference", "default_report_dir",

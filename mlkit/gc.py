@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from .archive import Archive, iso, manifests_on_disk, utc_now, write_json_atomic
+from .archive import STAGING_DIR, Archive, iso, manifests_on_disk, utc_now, write_json_atomic
 from .objects import OBJECTS_DIR, check_object, object_path, remove_object, stored_objects
 from .snapshots import input_objects, run_objects
 
@@ -59,7 +59,7 @@ def _staging_objects(root) -> set:
     "Objects referred to by runs being written now (their record logs in the staging area)."
     from mlkit.record import read_records
     found = set()
-    for folder in (Path(root) / ".staging").glob("*"):
+    for folder in (Path(root) / STAGING_DIR).glob("*"):
         for record in read_records(folder):
             if record.get("kind") == "input":
                 found |= input_objects(record, root)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .archive import process_alive
+from .archive import SERVING_DIR, process_alive
 
 # %% ../nbs/22_prediction_log.ipynb #dcb551eb
 LOG_KINDS = ("requests", "feedback")
@@ -27,7 +27,7 @@ def log_folder(archive_root, model: str, kind: str = "requests") -> Path:
     "The folder holding model `model`'s `kind` log (`requests` or `feedback`) in the archive at `archive_root`."
     if kind not in LOG_KINDS:
         raise ValueError(f"unknown log kind {kind!r}; kinds: {', '.join(LOG_KINDS)}")
-    return Path(archive_root) / "serving" / model / kind
+    return Path(archive_root) / SERVING_DIR / model / kind
 
 # %% ../nbs/22_prediction_log.ipynb #0d0a4981
 def _segment_stem() -> str:
@@ -163,7 +163,7 @@ def read_log(folder, since=None, last: int | None = None) -> pd.DataFrame:
 # %% ../nbs/22_prediction_log.ipynb #10e3c848
 def read_logs(archive_root, kind: str = "requests", since=None) -> pd.DataFrame:
     "The `kind` logs of every served model in the archive at `archive_root`, oldest first."
-    frames = [read_log(folder / kind, since=since) for folder in sorted((Path(archive_root) / "serving").glob("*"))
+    frames = [read_log(folder / kind, since=since) for folder in sorted((Path(archive_root) / SERVING_DIR).glob("*"))
               if (folder / kind).is_dir()]
     frames = [frame for frame in frames if not frame.empty]
     if not frames:

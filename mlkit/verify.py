@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .fingerprint import sha256_file
 from .gc import check_objects
-from .index import inspect_run_folder, inspect_run_folders, read_index
+from .run_index import inspect_run_folder, inspect_run_folders, read_index
 from .jsonio import read_json
 from .manifest import DAMAGED
 

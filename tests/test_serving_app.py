@@ -135,6 +135,7 @@ def test_contract_failures_listed_all_at_once_without_values(client):
     rows[1]["device"] = "smartwatch"
     rows[2]["student_email"] = "ada.lovelace@example.edu"
     rows[3]["tutor_notes"] = "call +1 555 010 4242"
+    rows[3]["learning_style"] = "call +1 555 010 4242"
     del rows[3]["confidence"]
     answer = client.post("/invocations", json={"dataframe_records": rows}, headers=AUTH)
     assert answer.status_code == 422
@@ -142,7 +143,8 @@ def test_contract_failures_listed_all_at_once_without_values(client):
     assert failures[("avg_quiz_score", "max 100")] == [0]
     assert failures[("device", "allowed categories")] == [1]
     assert failures[("student_email", "forbidden column (direct identifier)")] == [2]
-    assert failures[("tutor_notes", "PII pattern phone")] == [3]
+    assert failures[("learning_style", "PII pattern phone")] == [3]
+    assert failures[(None, "1 unexpected column names (not listed)")] == [3]  # tutor_notes: counted, not named
     assert failures[("confidence", "required column missing")] == [3]
     rows[0]["module_id"] = "M99"  # an identifier the contract describes: checked against its categories
     answer = client.post("/invocations", json={"dataframe_records": rows}, headers=AUTH)

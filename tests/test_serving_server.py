@@ -32,13 +32,13 @@ def free_port() -> int:
 class Server:
     "A `mlkit serve` subprocess on 127.0.0.1; stop() ends it by its pid."
 
-    def __init__(self, archive_root: Path, reference: str = "edtech@champion"):
+    def __init__(self, archive_root: Path, reference: str = "edtech@champion", extra=()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, PSEUDONYM_KEY_ENV: "server-test-secret", "SERVE_TOKEN": TOKEN}
         self.process = subprocess.Popen(
             [MLKIT, "serve", reference, "--port", str(self.port), "--archive", str(archive_root),
-             "--token-env", "SERVE_TOKEN"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             "--token-env", "SERVE_TOKEN", *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.client = httpx.Client(base_url=self.url, timeout=10)
 
     def wait_ready(self, seconds: float = 60):

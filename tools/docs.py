@@ -12,6 +12,7 @@ docstrings give.
 
 import argparse
 import ast
+import functools
 import importlib
 import inspect
 import json
@@ -211,13 +212,39 @@ def summary(obj) -> str:
     return (doc or "").strip().splitlines()[0] if doc and doc.strip() else ""
 
 
+@functools.cache
+def module_defines(module_name: str) -> frozenset:
+    """The names a module's own source defines at top level (functions, classes, assigned constants)."""
+    source = Path(importlib.import_module(module_name).__file__).read_text(encoding="utf-8")
+    names = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return frozenset(names)
+
+
+def constant_home(module_name: str, name: str):
+    """The mlkit module that defines constant `name` re-exported by `module_name` (None when it defines it itself)."""
+    if name in module_defines(module_name):
+        return None
+    homes = [m for m in sorted(sys.modules) if m.startswith("mlkit") and m != module_name
+             and getattr(sys.modules[m], "__file__", None) and name in module_defines(m)]
+    return sys.modules[homes[0]] if homes else None
+
+
 def api_rows(module_name: str) -> list:
     """(name, signature, summary, page, anchor) for each name in a module's `__all__`."""
     module = importlib.import_module(module_name)
     rows = []
     for name in getattr(module, "__all__", []):
         obj = getattr(module, name)
-        home = sys.modules.get(getattr(obj, "__module__", "") or "") if inspect.isclass(obj) or inspect.isroutine(obj) else None
+        if inspect.isclass(obj) or inspect.isroutine(obj):
+            home = sys.modules.get(getattr(obj, "__module__", "") or "")
+        else:
+            home = constant_home(module_name, name)
         page = module_page(home) if home is not None and home.__name__.startswith("mlkit") else module_page(module)
         anchor = (getattr(obj, "__name__", name) if home is not None else name).lower()
         rows.append((name, signature(obj), summary(obj), page, anchor))

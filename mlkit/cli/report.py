@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from . import add_command, archive_of, emit, say
+from ..manifest import REPORT_DIR, STAGING_DIR
 
 # %% ../../nbs/cli/58_report.ipynb #9c765d6b
 def command_report(args) -> int:
@@ -41,7 +42,7 @@ def archive_signature(root, skip: Path | None = None) -> list:
     root = Path(root)
     entries = []
     for first in sorted(root.iterdir()) if root.is_dir() else []:
-        if first.name in (".report", ".staging") or first == skip:
+        if first.name in (REPORT_DIR, STAGING_DIR) or first == skip:
             continue
         for entry in [first, *(sorted(first.iterdir()) if first.is_dir() else [])]:
             try:
