@@ -82,8 +82,8 @@ def check_kernel(kernel_name: str):
 # %% ../nbs/12_kernels.ipynb #6c0de017
 def kernel_manager(kernel_name: str):
     "An `AsyncKernelManager` for `kernel_name`; an unknown name is a `UsageError` listing the installed ones."
+    specs = check_kernel(kernel_name)  # first: jupyter_client.kernelspec before .manager, in every thread alike
     from jupyter_client.manager import AsyncKernelManager
-    specs = check_kernel(kernel_name)
     manager = AsyncKernelManager(kernel_name=kernel_name, kernel_spec_manager=specs)
     without_history(manager.kernel_spec)
     return manager

@@ -8,14 +8,13 @@ from conftest import MLKIT
 
 
 def test_a_reader_going_away_ends_the_command_quietly(project):
-    for number in range(60):
+    for number in range(3):
         (project.archive / "train" / f"20261205-0100{number:02d}-000-abcdef").mkdir(parents=True)
     project.mlkit("runs", "reindex", check=0)
     env = {k: v for k, v in os.environ.items() if k != "MLKIT_ARCHIVE"}
     listing = subprocess.Popen([MLKIT, "runs", "list", "--status", "damaged"], cwd=project.root, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    listing.stdout.readline()
-    listing.stdout.close()  # as `| head -1` does
+    listing.stdout.close()  # the reader is gone before the command writes, as with `| head -0`
     _, err = listing.communicate(timeout=60)
     assert (listing.returncode, err) == (141, b"")
 
