@@ -7,8 +7,8 @@ Docs: https://mlkit-dev.github.io/mlkit/serving.html.md"""
 # %% auto #0
 __all__ = ['OPEN_PREFIXES', 'INVOCATION_SCHEMA', 'ERROR_RESPONSES', 'logger', 'SERVING_PLUGINS_GROUP', 'pseudonym_key',
            'ServingMetrics', 'ServingState', 'authorized', 'ServingMiddleware', 'read_request_json',
-           'validation_error_response', 'request_error_response', 'internal_error_response', 'Outcome', 'Feedback',
-           'record_feedback', 'add_routes', 'serving_plugins', 'create_app']
+           'validation_error_response', 'request_error_response', 'internal_error_response', 'scoring_failed',
+           'Outcome', 'Feedback', 'record_feedback', 'add_routes', 'serving_plugins', 'create_app']
 
 # %% ../nbs/32_serving.ipynb #3dad749e
 import asyncio
@@ -126,20 +126,13 @@ class ServingState:
         self.metrics.rows.inc(batch.count)
         self.log_request(served, request_id, "/invocations", 200, batch, predictions, started)
 
-    def failed(self, served: ServedModel, batch: Batch, request_id: str, started: float) -> RequestError:
-        "Log a request the model failed to score (500; its traceback to the server log only); the error to raise."
-        logger.exception("request %s: the model failed to score %d rows", request_id, batch.count)
-        self.log_request(served, request_id, "/invocations", 500, batch, started=started)
-        return RequestError(500, f"the model failed to score these rows (request {request_id}; see the server log)",
-                            request_id=request_id)
-
     def predict(self, served: ServedModel, batch: Batch, request_id: str, started: float) -> list:
         "Predictions for the rows of `batch` after the contract check, logged before they are returned."
         columns = self.checked(served, batch, request_id, started)
         try:
             predictions = served.predict(pd.DataFrame(columns))
         except Exception:
-            raise self.failed(served, batch, request_id, started) from None
+            raise scoring_failed(self, served, batch, request_id, started) from None
         self.answered(served, batch, predictions, request_id, started)
         return predictions
 
@@ -272,6 +265,14 @@ def internal_error_response(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(_error_body(500, f"internal error (request {request_id}; see the server log)",
                                     request_id=request_id), status_code=500)
 
+# %% ../nbs/32_serving.ipynb #11a1a437
+def scoring_failed(state, served, batch, request_id: str, started: float) -> RequestError:
+    "Log a request the model failed to score (500; its traceback to the server log only); the error to raise."
+    logger.exception("request %s: the model failed to score %d rows", request_id, batch.count)
+    state.log_request(served, request_id, "/invocations", 500, batch, started=started)
+    return RequestError(500, f"the model failed to score these rows (request {request_id}; see the server log)",
+                        request_id=request_id)
+
 # %% ../nbs/32_serving.ipynb #5053ffa0
 class Outcome(BaseModel):
     "A later outcome of a served row: `request_id` (and `row`) or identifier fields (`*_id`), and the outcome."
@@ -371,7 +372,7 @@ def add_routes(app: FastAPI, state: ServingState):
             predictions = await state.scorer.score(served, columns, batch.count, lambda predictions: state.answered(
                 served, batch, predictions, request_id, started))  # with concurrent requests' rows, in one model call
         except Exception:
-            raise state.failed(served, batch, request_id, started) from None
+            raise scoring_failed(state, served, batch, request_id, started) from None
         return JSONResponse({"predictions": predictions})
 
     @app.post("/feedback", responses=ERROR_RESPONSES)
