@@ -6,8 +6,8 @@ Docs: https://mlkit-dev.github.io/mlkit/package.html.md"""
 
 # %% auto #0
 __all__ = ['Run', 'get_run', 'list_runs', 'JobFailed', 'MlkitError', 'ParameterError', 'UsageError', 'log_alert', 'upstream',
-           'log_artifact', 'log_figure', 'log_input', 'log_metric', 'log_outcome', 'log_table', 'log_upstream',
-           'log_value', 'project_path', 'reproduce', 'run', 'runs_frame', 'sweep']
+           'log_artifact', 'log_figure', 'log_input', 'log_metric', 'log_model', 'log_outcome', 'log_table',
+           'log_upstream', 'log_value', 'project_path', 'reproduce', 'run', 'runs_frame', 'sweep']
 
 # %% ../nbs/99_package.ipynb #7939cad0
 __version__ = "0.1.0"
@@ -15,8 +15,8 @@ __version__ = "0.1.0"
 from .archive import Run, get_run, list_runs
 from .errors import JobFailed, MlkitError, ParameterError, UsageError
 from .config import project_path
-from .record import (log_alert, log_artifact, log_figure, log_input, log_metric, log_outcome, log_table,
-                          log_upstream, log_value)
+from .record import (log_alert, log_artifact, log_figure, log_input, log_metric, log_model, log_outcome,
+                          log_table, log_upstream, log_value)
 from .registry import upstream
 from .compare import runs_frame
 from .reproduce import reproduce
@@ -24,5 +24,5 @@ from .runner import run
 from .sweep import sweep
 
 _all_ = ["Run", "get_run", "list_runs", "JobFailed", "MlkitError", "ParameterError", "UsageError", "log_alert",
-         "upstream", "log_artifact", "log_figure", "log_input", "log_metric", "log_outcome", "log_table",
+         "upstream", "log_artifact", "log_figure", "log_input", "log_metric", "log_model", "log_outcome", "log_table",
          "log_upstream", "log_value", "project_path", "reproduce", "run", "runs_frame", "sweep"]

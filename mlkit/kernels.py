@@ -6,7 +6,7 @@ Docs: https://mlkit-dev.github.io/mlkit/kernels.html.md"""
 
 # %% auto #0
 __all__ = ['THIS_ENVIRONMENT', 'NO_HISTORY', 'this_environment_spec', 'spec_manager_class', 'choose_kernel', 'without_history',
-           'kernel_manager', 'kernel_description', 'start_kernel', 'stop_kernel']
+           'check_kernel', 'kernel_manager', 'kernel_description', 'start_kernel', 'stop_kernel']
 
 # %% ../nbs/12_kernels.ipynb #fd5b8b0b
 import shutil
@@ -67,18 +67,24 @@ def without_history(spec):
         spec.argv = [*spec.argv, NO_HISTORY]
     return spec
 
-# %% ../nbs/12_kernels.ipynb #6c0de017
-def kernel_manager(kernel_name: str):
-    "An `AsyncKernelManager` for `kernel_name`; an unknown name is a `UsageError` listing the installed ones."
+# %% ../nbs/12_kernels.ipynb #a09fb352
+def check_kernel(kernel_name: str):
+    "The kernelspec manager when `kernel_name` is installed, else a `UsageError` listing the installed kernels."
     from jupyter_client.kernelspec import NoSuchKernel
-    from jupyter_client.manager import AsyncKernelManager
     specs = spec_manager_class()()
-    manager = AsyncKernelManager(kernel_name=kernel_name, kernel_spec_manager=specs)
     try:
         specs.get_kernel_spec(kernel_name)
     except NoSuchKernel:
         known = sorted({THIS_ENVIRONMENT, *specs.find_kernel_specs()})
         raise UsageError(f"no kernel named {kernel_name!r}; kernels: {', '.join(known)}") from None
+    return specs
+
+# %% ../nbs/12_kernels.ipynb #6c0de017
+def kernel_manager(kernel_name: str):
+    "An `AsyncKernelManager` for `kernel_name`; an unknown name is a `UsageError` listing the installed ones."
+    specs = check_kernel(kernel_name)  # first: jupyter_client.kernelspec before .manager, in every thread alike
+    from jupyter_client.manager import AsyncKernelManager
+    manager = AsyncKernelManager(kernel_name=kernel_name, kernel_spec_manager=specs)
     without_history(manager.kernel_spec)
     return manager
 

@@ -6,7 +6,8 @@ Docs: https://mlkit-dev.github.io/mlkit/models.html.md"""
 
 # %% auto #0
 __all__ = ['TRUSTED_TYPES', 'PICKLE_SUFFIXES', 'MODEL_TYPES_GROUP', 'IntegrityError', 'trust_types', 'untrusted_types',
-           'save_model', 'check_model_file', 'load_model', 'load_run_model']
+           'canonical_skops', 'save_model', 'infer_signature', 'signature_contract', 'check_model_file', 'load_model',
+           'load_run_model']
 
 # %% ../nbs/18_models.ipynb #fa4d444e
 import io
@@ -58,6 +59,35 @@ def untrusted_types(needed) -> list:
         _load_plugin_types()
     return unknown()
 
+# %% ../nbs/18_models.ipynb #dc66a553
+def _renumber(node, ids: dict, files: dict, entries: set):
+    "Renumber, in place and in order of appearance, the `__id__`s and entry names of a skops schema `node`."
+    if isinstance(node, dict):
+        if "__id__" in node:
+            node["__id__"] = ids.setdefault(node["__id__"], len(ids) + 1)
+        if node.get("file") in entries:
+            node["file"] = files.setdefault(node["file"], f"{len(files) + 1:05d}{Path(node['file']).suffix}")
+        for value in node.values():
+            _renumber(value, ids, files, entries)
+    elif isinstance(node, list):
+        for value in node:
+            _renumber(value, ids, files, entries)
+
+
+def canonical_skops(data: bytes) -> bytes:
+    "The skops file `data` with ids and entries numbered in order, entries sorted and their times fixed."
+    with zipfile.ZipFile(io.BytesIO(data)) as source:
+        schema, names = json.loads(source.read("schema.json")), set(source.namelist()) - {"schema.json"}
+        ids, files = {}, {}
+        _renumber(schema, ids, files, names)
+        contents = {files.get(name, name): source.read(name) for name in names}
+    contents["schema.json"] = json.dumps(schema, indent=2).encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as target:
+        for name in sorted(contents):
+            target.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), contents[name], zipfile.ZIP_DEFLATED)
+    return out.getvalue()
+
 # %% ../nbs/18_models.ipynb #f87f82bd
 def save_model(model, path) -> dict:
     "Save `model` with skops; returns (and writes beside it as JSON) its sha256, versions and needed types."
@@ -67,6 +97,7 @@ def save_model(model, path) -> dict:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sio.dump(model, path)
+    path.write_bytes(canonical_skops(path.read_bytes()))
     needed = sio.get_untrusted_types(file=path)
     untrusted = untrusted_types(needed)
     if untrusted:
@@ -76,6 +107,24 @@ def save_model(model, path) -> dict:
             "sklearn_version": sklearn.__version__, "skops_version": skops.__version__, "types": sorted(needed)}
     path.with_suffix(".json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     return info
+
+# %% ../nbs/18_models.ipynb #0ae4c379
+_KINDS = {"i": "integer", "u": "integer", "f": "float", "b": "boolean"}
+
+
+def infer_signature(frame) -> dict:
+    "The input signature of pandas DataFrame `frame`: its columns in order, each with the kind of its dtype."
+    if not hasattr(frame, "dtypes"):
+        raise TypeError(f"a signature is inferred from a pandas DataFrame, got {type(frame).__name__}")
+    return {"columns": [{"name": str(name), "dtype": _KINDS.get(dtype.kind, "string")}
+                        for name, dtype in frame.dtypes.items()]}
+
+
+def signature_contract(signature: dict) -> dict:
+    "A contract checking rows against `signature`: each column required, of its dtype; no other columns."
+    columns = {c["name"]: {"dtype": c["dtype"], "required": True, "nullable": c["dtype"] == "float"}
+               for c in signature["columns"]}
+    return {"contract": "signature", "columns": columns, "allow_extra_columns": False}
 
 # %% ../nbs/18_models.ipynb #4408387f
 def _renamed_schema(data: bytes, moved: dict) -> bytes:

@@ -6,8 +6,8 @@ Docs: https://mlkit-dev.github.io/mlkit/params.html.md"""
 
 # %% auto #0
 __all__ = ['PARAMETERS_TAG', 'Parameter', 'NotebookParameters', 'notebook_language', 'cell_source', 'find_parameters_cell',
-           'declared_parameters', 'check_mapping', 'load_yaml_mapping', 'load_params_file', 'ParamSource', 'check_utf8',
-           'resolve_parameters', 'effective_parameters']
+           'statement_comment', 'declared_parameters', 'check_mapping', 'load_yaml_mapping', 'load_params_file',
+           'ParamSource', 'check_utf8', 'resolve_parameters', 'effective_parameters']
 
 # %% ../nbs/05_params.ipynb #3037a283
 import ast
@@ -24,7 +24,7 @@ from .paramtypes import ANY, ParamType, check_value, parse_text, type_from_annot
 # %% ../nbs/05_params.ipynb #bf8f623d
 @dataclass
 class Parameter:
-    "A declared parameter: its name, type, default and whether it has one."
+    "A declared parameter: its name, type, default and whether it has one, and the comment that explains it."
 
     name: str
     ptype: ParamType
@@ -32,6 +32,7 @@ class Parameter:
     has_default: bool = True
     literal_default: bool = True
     source: str = ""
+    help: str = ""
 
 # %% ../nbs/05_params.ipynb #9a3a002b
 @dataclass
@@ -118,6 +119,19 @@ def _declare_statement(result, statement, code):
                 if isinstance(name, ast.Name):
                     _declare(result, name.id, statement.value if single else None, None, code, not single)
 
+# %% ../nbs/05_params.ipynb #ea1d7035
+def statement_comment(lines: list, statement) -> str:
+    "The comment beside `statement` (an ast node of the cell whose `lines` these are), else the comments just above."
+    beside = lines[statement.end_lineno - 1][statement.end_col_offset:]
+    if "#" in beside:
+        return re.sub(r"^type:\s*\S+\s*", "", beside.split("#", 1)[1].strip())
+    above = []
+    for line in reversed(lines[:statement.lineno - 1]):
+        if not line.strip().startswith("#"):
+            break
+        above.insert(0, line.strip().lstrip("#").strip())
+    return " ".join(above)
+
 # %% ../nbs/05_params.ipynb #9a3a0040
 def declared_parameters(nb: dict, notebook_name: str = "notebook") -> NotebookParameters:
     "The parameters `nb` (a notebook as a dict) declares in its `parameters` cell."
@@ -126,8 +140,12 @@ def declared_parameters(nb: dict, notebook_name: str = "notebook") -> NotebookPa
     if index is None or not result.typed:
         return result
     code, tree = _parse_cell(cell_source(nb["cells"][index]), index, notebook_name)
+    lines = code.splitlines()
     for statement in tree.body:
+        before = set(result.declared)
         _declare_statement(result, statement, code)
+        for name in set(result.declared) - before:
+            result.declared[name].help = statement_comment(lines, statement)
     return result
 
 # %% ../nbs/05_params.ipynb #0ddbd2ff

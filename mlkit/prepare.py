@@ -87,6 +87,8 @@ class PreparedJob:
     cwd: Path
     settings: dict = field(default_factory=dict)
     env: dict = field(default_factory=dict)  # more kernel environment (a reproduction's restored inputs)
+    log_output: bool = False  # stream cell output as it comes (`--log-output`)
+    progress_bar: bool = False  # a progress bar over cells (`--progress-bar`)
 
 # %% ../nbs/14_prepare.ipynb #9e1a0b21
 def prepare(job, params=None, *, param_files=(), yaml_text=None, cli_params=(), kernel=None, cwd=None,

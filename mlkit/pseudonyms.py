@@ -6,7 +6,7 @@ Docs: https://mlkit-dev.github.io/mlkit/pseudonyms.html.md"""
 
 # %% auto #0
 __all__ = ['PSEUDONYM_KEY_ENV', 'DEVELOPMENT_KEY', 'MIN_KEY_BYTES', 'MAKE_KEY', 'secret_key', 'key_origin', 'pseudonym',
-           'is_identifier', 'pseudonymized', 'pseudonymized_columns']
+           'is_identifier', 'pseudonymized', 'pseudonymized_columns', 'names_people']
 
 # %% ../nbs/08_pseudonyms.ipynb #2eeac998
 import hashlib
@@ -58,3 +58,12 @@ def pseudonymized_columns(columns: dict, key: bytes, features=()) -> dict:
     "A copy of `columns` (name → values) with the values of identifier columns replaced by their pseudonyms."
     return {column: [pseudonym(value, key) if value is not None else None for value in values]
             if is_identifier(column, features) else values for column, values in columns.items()}
+
+# %% ../nbs/08_pseudonyms.ipynb #801c9275
+def names_people(contract: dict | None) -> bool:
+    "Whether rows checked by `contract` may name people: no contract, open columns, or an identifier or PII column."
+    if contract is None or contract.get("allow_extra_columns", False):
+        return True
+    keys = set(contract.get("key") or [])
+    return any(is_identifier(name) or name in keys or (spec or {}).get("pii")
+               for name, spec in (contract.get("columns") or {}).items())

@@ -6,7 +6,7 @@ Docs: https://mlkit-dev.github.io/mlkit/record.html.md"""
 
 # %% auto #0
 __all__ = ['RECORDS_FILE', 'run_dir', 'under_runner', 'read_records', 'log_metric', 'log_value', 'log_outcome', 'ArtifactPath',
-           'log_table', 'log_figure', 'log_artifact', 'log_input', 'recorded_inputs', 'log_upstream',
+           'log_table', 'log_figure', 'log_artifact', 'log_model', 'log_input', 'recorded_inputs', 'log_upstream',
            'recorded_upstream', 'log_alert', 'recorded_alerts', 'mark_uncacheable', 'uncacheable_reasons']
 
 # %% ../nbs/27_record.ipynb #e172cc86
@@ -188,6 +188,17 @@ def log_artifact(path, name: str | None = None) -> Path:
         shutil.copy2(source, target)
     _append({"kind": "artifact", "name": name, "path": f"artifacts/{name}"}, target.parent.parent)
     return ArtifactPath(target)
+
+# %% ../nbs/27_record.ipynb #b8c9fc44
+def log_model(model, name: str = "model", signature=None) -> Path:
+    "Save `model` as artifact `<name>.skops` (skops, sha256); with frame `signature`, its input signature beside it."
+    from mlkit.models import infer_signature, save_model
+    names.check_name("model", name)
+    if signature is not None:
+        described = infer_signature(signature)
+        _save_artifact(f"{name}.signature", ".json", "signature",
+                       lambda target: target.write_text(dump_json(described, indent=2), encoding="utf-8"))
+    return _save_artifact(name, ".skops", "model", lambda target: save_model(model, target))
 
 # %% ../nbs/27_record.ipynb #5c0a7e33
 def log_input(path, snapshot: bool = True):

@@ -28,8 +28,10 @@ from .cache import cache_base, cache_enabled, cache_key, find_cached, located_in
 from .config import ARCHIVE_ENV, RUN_DIR_ENV
 from .engine import import_papermill
 from .errors import MlkitError, UsageError
+from .cells import cell_streams, failure_details
 from .fingerprint import environment, file_record, git_state, library_sha256, sha256_bytes
 from .jsonio import read_json, strict_data
+from .kernels import check_kernel
 from .normalize import output_sha256
 from .prepare import PreparedJob, check_timeout, prepare
 from .record import recorded_alerts, recorded_inputs, recorded_upstream, uncacheable_reasons
@@ -135,19 +137,19 @@ def _execution_manager(job: PreparedJob, staging: Path):
     "papermill's execution manager for the parameterized notebook, started."
     NotebookExecutionManager = import_papermill().NotebookExecutionManager
     logging.getLogger("papermill").addHandler(logging.NullHandler())
-    nb_manager = NotebookExecutionManager(_load_parameterized(job, staging), output_path=None, progress_bar=False,
+    nb_manager = NotebookExecutionManager(_load_parameterized(job, staging), output_path=None, progress_bar=job.progress_bar,
                                           log_output=False)
     nb_manager.notebook_start()
     return nb_manager
 
 # %% ../nbs/29_runner.ipynb #9e1a0c17
-def _execute_cells(nb_manager, kernel_name: str, manager, deadline: float | None):
+def _execute_cells(nb_manager, job: PreparedJob, manager, deadline: float | None):
     "Run every cell in the started kernel `manager` with papermill's nbclient engine, within `deadline`."
     from papermill.engines import NBClientEngine
     startup, remaining = _time_limits(deadline)
     try:
-        NBClientEngine.execute_managed_notebook(nb_manager, kernel_name, km=manager, start_timeout=startup,
-                                                timeout_func=remaining)
+        NBClientEngine.execute_managed_notebook(nb_manager, job.kernel_name, km=manager, start_timeout=startup,
+                                                timeout_func=remaining, **cell_streams(nb_manager.nb, job.log_output))
     finally:
         nb_manager.cleanup_pbar()
         nb_manager.notebook_complete()
@@ -189,12 +191,12 @@ def _finish_notebook(nb, output: Path) -> dict | None:
     from papermill.iorw import write_ipynb
     from nbformat import from_dict
 
-    nb, cell_ids = from_dict(strict_data(nb)), [cell.get("id") for cell in nb.cells]  # no bare NaN
+    nb = from_dict(strict_data(nb))  # no bare NaN
+    cells = list(nb.cells)  # papermill inserts its error banner into `nb`
     try:
         raise_for_execution_errors(nb, str(output))
     except PapermillExecutionError as error:
-        return {"cell": error.cell_index, "cell_id": cell_ids[error.cell_index],
-                "execution_count": error.exec_count, "ename": error.ename, "evalue": error.evalue}
+        return failure_details(cells, error)
     write_ipynb(nb, str(output))
     return None
 
@@ -228,7 +230,7 @@ def execute_once(job: PreparedJob, staging: Path, run_id: str, deadline: float |
     try:
         state["executing"] = True
         nb_manager = _execution_manager(job, staging)
-        _execute_cells(nb_manager, job.kernel_name, manager, deadline)
+        _execute_cells(nb_manager, job, manager, deadline)
         attempt.status = "succeeded"
     except BaseException as error:
         stop = _stop_reason(error, timeout)
@@ -412,6 +414,7 @@ def execute(job: PreparedJob, archive: Archive, timeout: float | None = None, ex
     started = utc_now()
     deadline = time.monotonic() + timeout if timeout else None
     state = {}
+    check_kernel(job.kernel_name)  # an unknown kernel is refused before a run is announced
     if announce:
         announce(f"running {job.job} as run {run_id} (kernel {job.kernel_name})")
     with interruptible(state), disk_full_guard(archive, run_id):
@@ -428,12 +431,13 @@ def execute(job: PreparedJob, archive: Archive, timeout: float | None = None, ex
 # %% ../nbs/29_runner.ipynb #d1e8d4cb
 def run(job, params: dict | None = None, *, archive=None, param_files=(), yaml_text=None, cli_params=(),
         timeout=None, kernel=None, cwd=None, use_default_params=True, force=False, upstream=(),
-        announce=None) -> Run:
+        announce=None, log_output=False, progress_bar=False) -> Run:
     """Run job `job` (a name in the jobs folder or a notebook path) and return the archived `Run`.
 
     Unless `force`, a succeeded run with the same cache key is returned instead (`run.cached` is True)."""
     prepared = prepare(job, params, param_files=param_files, yaml_text=yaml_text, cli_params=cli_params,
                        kernel=kernel, cwd=cwd, use_default_params=use_default_params)
+    prepared.log_output, prepared.progress_bar = log_output, progress_bar
     store = Archive(prepared.project.archive_dir(archive))
     if not force and cache_enabled(prepared.project.settings, prepared.settings):
         hit = find_cached(store, prepared.job, job_cache_base(prepared), root=prepared.project.root)

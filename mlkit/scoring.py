@@ -6,7 +6,8 @@ Docs: https://mlkit-dev.github.io/mlkit/scoring.html.md"""
 
 # %% auto #0
 __all__ = ['MISSING', 'MAX_COLUMNS', 'MAX_ROWS_LISTED', 'LONG_TEXT', 'CLEAN_TEXTS', 'CLEAN_TEXT_CHARS', 'MAX_ROWS', 'logger',
-           'RequestError', 'ServedModel', 'load_served', 'Batch', 'RowChecker', 'parse_invocation', 'ModelHolder']
+           'RequestError', 'served_contract', 'ServedModel', 'load_served', 'Batch', 'RowChecker', 'parse_invocation',
+           'ModelHolder']
 
 # %% ../nbs/31_scoring.ipynb #2f7c967b
 import json
@@ -23,7 +24,7 @@ from .contract import load_contract
 from .contract_checks import MAX_CHECKED_CHARS, linear_patterns, pattern_found, plain_typed, value_check
 from .errors import MlkitError, UsageError
 from .fingerprint import sha256_file
-from .models import IntegrityError, load_model
+from .models import IntegrityError, load_model, signature_contract
 from .names import NAME_SHAPE
 from .pseudonyms import is_identifier
 from .registry import Registry, aliases_file, resolve
@@ -58,6 +59,16 @@ def _model_features(model, run) -> list:
     if names is None or len(names) == 0:
         raise UsageError(f"run {run.id}: the model does not name its features (fit it on a DataFrame)")
     return [str(name) for name in names]
+
+# %% ../nbs/31_scoring.ipynb #7082f2d7
+def served_contract(entry, run) -> tuple:
+    "`(contract, its file record)` of registered version `entry`: its data contract, else its input signature."
+    contract, contract_file = _registered_contract(entry, run)
+    signature = run.path / Path(entry.artifact).with_suffix(".signature.json")
+    if contract is None and signature.is_file():
+        record = {"file": str(Path(entry.artifact).with_suffix(".signature.json")), "sha256": sha256_file(signature)}
+        return signature_contract(json.loads(signature.read_text(encoding="utf-8"))), record
+    return contract, contract_file
 
 # %% ../nbs/31_scoring.ipynb #6b8dd6e1
 @cache
@@ -99,7 +110,7 @@ def load_served(registry: Registry, entry) -> ServedModel:
     "Load and verify registered version `entry` (a `ModelVersion`): model sha256, trusted types, contract."
     run = registry.archive.get_run(entry.run_id)
     model = load_model(run.path / entry.artifact, sha256=entry.sha256)
-    contract, contract_file = _registered_contract(entry, run)
+    contract, contract_file = served_contract(entry, run)
     return ServedModel(entry.name, entry.version, entry.sha256, entry.run_id, model, contract, contract_file,
                        _model_features(model, run))
 

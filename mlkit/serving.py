@@ -6,9 +6,9 @@ Docs: https://mlkit-dev.github.io/mlkit/serving.html.md"""
 
 # %% auto #0
 __all__ = ['OPEN_PREFIXES', 'INVOCATION_SCHEMA', 'ERROR_RESPONSES', 'logger', 'SERVING_PLUGINS_GROUP', 'pseudonym_key',
-           'ServingMetrics', 'ServingState', 'authorized', 'ServingMiddleware', 'read_request_json',
-           'validation_error_response', 'request_error_response', 'Outcome', 'Feedback', 'record_feedback',
-           'add_routes', 'serving_plugins', 'create_app']
+           'ServingState', 'authorized', 'ServingMiddleware', 'read_request_json', 'validation_error_response',
+           'request_error_response', 'internal_error_response', 'scoring_failed', 'Outcome', 'Feedback',
+           'record_feedback', 'add_routes', 'serving_plugins', 'create_app']
 
 # %% ../nbs/32_serving.ipynb #3dad749e
 import asyncio
@@ -16,6 +16,7 @@ import hmac
 import json
 import logging
 import math
+import secrets
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -31,44 +32,26 @@ from pydantic import BaseModel, ConfigDict, Field
 from .archive import iso, open_archive, utc_now
 from .errors import UsageError
 from .prediction_log import SegmentWriter, log_folder
-from .pseudonyms import (DEVELOPMENT_KEY, PSEUDONYM_KEY_ENV, is_identifier, pseudonymized, pseudonymized_columns,
-                              secret_key)
 from .batching import BatchScorer
+from .pseudonyms import (DEVELOPMENT_KEY, PSEUDONYM_KEY_ENV, is_identifier, names_people, pseudonymized,
+                              pseudonymized_columns, secret_key)
 from .registry import Registry, resolve
+from .serving_metrics import ServingMetrics
 from .scoring import (MAX_ROWS, Batch, ModelHolder, RequestError, RowChecker, ServedModel,
-                           parse_invocation)
+                           parse_invocation, served_contract)
 
 # %% ../nbs/32_serving.ipynb #cf3501eb
-def pseudonym_key(run, plugins=()) -> bytes:
-    "The key for pseudonyms: `$MLKIT_PSEUDONYM_KEY`, else the development key if a plugin says `run` is synthetic."
+def pseudonym_key(run, plugins=(), people: bool = True) -> bytes:
+    "The key for pseudonyms: `$MLKIT_PSEUDONYM_KEY`; else a throwaway key when no input names `people`; else the development key if a plugin says `run` is synthetic."
     key = secret_key()
     if key is not None:
         return key
+    if not people:
+        return secrets.token_bytes(32)
     if any(getattr(plugin, "synthetic_data", lambda run: False)(run) for plugin in plugins):
         return DEVELOPMENT_KEY.encode()
     raise UsageError(f"set {PSEUDONYM_KEY_ENV} (a secret) to serve this model: identifiers are pseudonymized "
                      f"before logging; only models trained on mlkit's synthetic data may use the development key")
-
-# %% ../nbs/32_serving.ipynb #c2780ce4
-class ServingMetrics:
-    "The Prometheus metrics of one serving application, in their own collector registry."
-
-    def __init__(self):
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-        self.registry = CollectorRegistry()
-        self.requests = Counter("mlkit_requests", "HTTP requests", ["endpoint", "status"], registry=self.registry)
-        self.latency = Histogram("mlkit_request_seconds", "Request latency", ["endpoint"], registry=self.registry,
-                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
-        self.rows = Counter("mlkit_predicted_rows", "Rows predicted", registry=self.registry)
-        self.rejected_rows = Counter("mlkit_rejected_rows", "Rows refused by the contract", registry=self.registry)
-        self.model_calls = Gauge("mlkit_model_calls", "Model calls (each scores a batch of concurrent requests)",
-                                 registry=self.registry)
-        self.reloads = Counter("mlkit_model_reloads", "Alias moves handled", ["outcome"], registry=self.registry)
-        self.version = Gauge("mlkit_model_version", "Version being served", ["model"], registry=self.registry)
-
-    def text(self) -> bytes:
-        from prometheus_client import generate_latest
-        return generate_latest(self.registry)
 
 # %% ../nbs/32_serving.ipynb #2da8166f
 @dataclass
@@ -126,7 +109,11 @@ class ServingState:
 
     def predict(self, served: ServedModel, batch: Batch, request_id: str, started: float) -> list:
         "Predictions for the rows of `batch` after the contract check, logged before they are returned."
-        predictions = served.predict(pd.DataFrame(self.checked(served, batch, request_id, started)))
+        columns = self.checked(served, batch, request_id, started)
+        try:
+            predictions = served.predict(pd.DataFrame(columns))
+        except Exception:
+            raise scoring_failed(self, served, batch, request_id, started) from None
         self.answered(served, batch, predictions, request_id, started)
         return predictions
 
@@ -252,6 +239,21 @@ def request_error_response(request: Request, error: RequestError) -> JSONRespons
     "The JSON response of a refused request."
     return JSONResponse(_error_body(error.status, str(error), **error.details), status_code=error.status)
 
+
+def internal_error_response(request: Request, error: Exception) -> JSONResponse:
+    "A 500 naming the request id, never the traceback (the server logs it)."
+    request_id = request.scope.get("mlkit.request_id")
+    return JSONResponse(_error_body(500, f"internal error (request {request_id}; see the server log)",
+                                    request_id=request_id), status_code=500)
+
+# %% ../nbs/32_serving.ipynb #11a1a437
+def scoring_failed(state, served, batch, request_id: str, started: float) -> RequestError:
+    "Log a request the model failed to score (500; its traceback to the server log only); the error to raise."
+    logger.exception("request %s: the model failed to score %d rows", request_id, batch.count)
+    state.log_request(served, request_id, "/invocations", 500, batch, started=started)
+    return RequestError(500, f"the model failed to score these rows (request {request_id}; see the server log)",
+                        request_id=request_id)
+
 # %% ../nbs/32_serving.ipynb #5053ffa0
 class Outcome(BaseModel):
     "A later outcome of a served row: `request_id` (and `row`) or identifier fields (`*_id`), and the outcome."
@@ -347,8 +349,11 @@ def add_routes(app: FastAPI, state: ServingState):
             return JSONResponse({"predictions": predictions})
         with state.scorer.expecting():  # parsing and checking: off the event loop, so /health/* answers meanwhile
             batch, columns = await run_in_threadpool(state.accepted, served, payload, request_id, started)
-        predictions = await state.scorer.score(served, columns, batch.count, lambda predictions: state.answered(
-            served, batch, predictions, request_id, started))  # with concurrent requests' rows, in one model call
+        try:
+            predictions = await state.scorer.score(served, columns, batch.count, lambda predictions: state.answered(
+                served, batch, predictions, request_id, started))  # with concurrent requests' rows, in one model call
+        except Exception:
+            raise scoring_failed(state, served, batch, request_id, started) from None
         return JSONResponse({"predictions": predictions})
 
     @app.post("/feedback", responses=ERROR_RESPONSES)
@@ -401,11 +406,12 @@ def create_app(reference: str, archive=None, token: str | None = None, max_body_
     registry = Registry(open_archive(archive))
     plugins = serving_plugins() if plugins is None else list(plugins)
     entry = resolve(registry, reference)
-    key = pseudonym_key(registry.archive.get_run(entry.run_id), plugins)
+    run = registry.archive.get_run(entry.run_id)
+    key = pseudonym_key(run, plugins, names_people(served_contract(entry, run)[0]))
 
     def verify(served: ServedModel):
-        if key == DEVELOPMENT_KEY.encode():
-            pseudonym_key(registry.archive.get_run(served.run_id), plugins)
+        if key != secret_key():  # no secret: each new version must do without one as well
+            pseudonym_key(registry.archive.get_run(served.run_id), plugins, names_people(served.contract))
 
     holder = ModelHolder(registry, reference, reload_interval, verify=verify)
     root = registry.archive.root
@@ -428,6 +434,7 @@ def create_app(reference: str, archive=None, token: str | None = None, max_body_
     app.state.mlkit = state
     app.add_exception_handler(RequestValidationError, validation_error_response)
     app.add_exception_handler(RequestError, request_error_response)
+    app.add_exception_handler(Exception, internal_error_response)
     add_routes(app, state)
     for plugin in plugins:
         if hasattr(plugin, "install"):

@@ -104,7 +104,8 @@ def test_failure_exit_code_line_and_banner(project):
     project.job("fails", "x = 1", "y = 2", "raise ValueError(f'bad value {x}')", "never = True")
     result = project.mlkit("run", "fails", check=1)
     lines = [line for line in result.stderr.splitlines() if "failed" in line]
-    assert len(lines) == 1 and "ValueError: bad value 1" in lines[0] and "cell 2" in lines[0]
+    assert len(lines) == 1 and "ValueError: bad value 1" in lines[0]
+    assert "in code cell 3 (raise ValueError(f'bad value {x}'))" in lines[0]  # code cells counted as a reader does
     folder = project.run_folders("fails")[0]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["status"] == "failed"

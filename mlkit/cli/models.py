@@ -23,7 +23,8 @@ def _open_registry(archive):
 def command_models_register(args) -> int:
     "mlkit models register NAME --run RUN."
     registry = _open_registry(args.archive)
-    entry = registry.register(args.name, registry.archive.get_run(args.run), note=args.note or "manual")
+    entry = registry.register(args.name, registry.archive.get_run(args.run), artifact=args.artifact,
+                              note=args.note or "manual")
     print(f"registered {entry.name} v{entry.version} from run {entry.run_id}")
     return 0
 
@@ -33,6 +34,8 @@ def _add_models_register(models):
     model_register.add_argument("name")
     model_register.add_argument("--run", required=True, help="train run id or unique prefix")
     model_register.add_argument("--note", help="a note kept with the version")
+    model_register.add_argument("--artifact", default="model.skops", metavar="NAME",
+                                help="the run's model file (default model.skops; `mlkit.log_model(m, name)` saves NAME.skops)")
 
 # %% ../../nbs/cli/53_models.ipynb #b2c0a046
 def _alias_names(current: dict, version: int) -> str:

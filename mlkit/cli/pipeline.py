@@ -10,7 +10,7 @@ __all__ = ['command_pipeline_run', 'command_pipeline_status', 'add_commands']
 # %% ../../nbs/cli/54_pipeline.ipynb #f63a7ef5
 import time
 
-from . import add_command, archive_of, command_group, emit, say
+from . import add_command, add_junit_option, archive_of, command_group, emit, say
 from ..text_tables import format_table
 
 # %% ../../nbs/cli/54_pipeline.ipynb #c3d0a003
@@ -33,9 +33,25 @@ def _champion_line(model: str, current: dict) -> str:
     champion = current.get("champion")
     return f"champion: {model} v{champion}" if champion else f"champion: none ({model} has no champion)"
 
+# %% ../../nbs/cli/54_pipeline.ipynb #51dc3eef
+def _ci_cases(store, pipeline_name: str, results: list) -> list:
+    "The CI `Case` of each stage result: from its run when it ran, else from the result (a skipped stage)."
+    from mlkit.ci_report import result_case, run_case
+    return [run_case(store.get_run(r.run_id), name=r.stage, classname=pipeline_name, note=r.note) if r.run_id
+            else result_case(r.stage, pipeline_name, r.status, r.note) for r in results]
+
+# %% ../../nbs/cli/54_pipeline.ipynb #44094192
+def _champion_metrics(store, model: str | None, current: dict) -> dict | None:
+    "The metrics of the run behind `model`'s champion, if it has one."
+    from mlkit.registry import Registry, resolve_run
+    if not model or not current.get("champion"):
+        return None
+    return resolve_run(Registry(store), f"{model}@champion").metrics
+
 # %% ../../nbs/cli/54_pipeline.ipynb #ac99cea2
 def command_pipeline_run(args) -> int:
     "mlkit pipeline run: run the stages, then summarize."
+    from mlkit.ci_report import publish_ci
     from mlkit.pipeline_run import run_pipeline
     began = time.monotonic()
     pipeline, results, record = run_pipeline(args.file, archive=args.archive, force=args.force,
@@ -50,6 +66,9 @@ def command_pipeline_run(args) -> int:
                 "stages": [vars(r) for r in results]},
          lambda: f"{_stages_table(results)}{champion}\ntook {time.monotonic() - began:.1f}s; archive {store.root}\n"
                  f"look at: mlkit runs list{f' | mlkit models history {model}' if model else ''} | record {record}")
+    report = store.report_dir / "index.html"
+    publish_ci(f"pipeline {pipeline.name}", pipeline.name, _ci_cases(store, pipeline.name, results), args.junit_xml,
+               champion=_champion_metrics(store, model, current), report=str(report) if report.exists() else None)
     if failed and not args.json:
         say(f"pipeline stopped: stage {failed[0].stage} {failed[0].status}: {failed[0].note}")
     return 1 if failed else 0
@@ -67,6 +86,7 @@ def _add_pipeline_run(pipeline):
     pipeline_run.add_argument("--executor", choices=["local", "dask"], default="local", help="where stages run")
     pipeline_run.add_argument("--address", metavar="tcp://HOST:PORT", help="Dask scheduler (default: a local cluster)")
     pipeline_run.add_argument("--wait", action="store_true", help="if this pipeline is running, wait for it to end")
+    add_junit_option(pipeline_run)
 
 # %% ../../nbs/cli/54_pipeline.ipynb #c3d0a023
 def _record_table(record: dict, state: str = "finished") -> str:

@@ -10,7 +10,7 @@ __all__ = ['parse_grid_option', 'command_sweep_run', 'command_sweep_list', 'comm
 # %% ../../nbs/cli/56_sweep.ipynb #007e123a
 import yaml
 
-from . import add_command, add_timeout_option, archive_of, command_group, emit, say
+from . import add_command, add_junit_option, add_timeout_option, archive_of, command_group, emit, say
 from ..errors import UsageError
 from ..text_tables import format_table
 
@@ -32,6 +32,7 @@ def parse_grid_option(text: str) -> tuple:
 # %% ../../nbs/cli/56_sweep.ipynb #76dd950d
 def command_sweep_run(args) -> int:
     "mlkit sweep run [JOB]: run the points, print the ranked table (or the record as JSON)."
+    from mlkit.ci_report import publish_ci
     from mlkit.sweep import sweep
     grid = dict(parse_grid_option(text) for text in args.grid or ())
     result = sweep(args.job, grid=grid, file=args.file, cli_params=[tuple(p) for p in args.parameters or ()],
@@ -40,6 +41,7 @@ def command_sweep_run(args) -> int:
                    announce=None if args.json else say, max_points=args.max_points)
     emit(args, _record_data(result), lambda: f"{result.table()}\nsweep {result.id}: {len(result.points)} points, "
          f"{len(result.failed)} failed; record {result.record}")
+    publish_ci(f"sweep {result.id} of {result.job}", result.job, _ci_cases(args, result), args.junit_xml)
     for point in result.failed:
         say(f"point {point.point} {point.status}: {point.note} (run {point.run_id})")
     return 1 if result.failed else 0
@@ -51,6 +53,16 @@ def _record_data(result) -> dict:
     return {"id": result.id, "job": result.job, "metric": result.metric, "goal": result.goal, **result.info,
             "record": str(result.record), "varying": varying_names(result.points),
             "points": [vars(point) for point in result.ranked()]}
+
+# %% ../../nbs/cli/56_sweep.ipynb #d751d622
+def _ci_cases(args, result) -> list:
+    "The CI `Case` of each point of sweep `result`: from its run when it has one."
+    from mlkit.ci_report import result_case, run_case
+    store = archive_of(args)
+    def name(point):
+        return f"point {point.point}: " + ", ".join(f"{k}={v}" for k, v in point.values.items())
+    return [run_case(store.get_run(p.run_id), name=name(p), classname=result.job, note=p.note) if p.run_id
+            else result_case(name(p), result.job, p.status, p.note) for p in result.points]
 
 # %% ../../nbs/cli/56_sweep.ipynb #f85b5a40
 def command_sweep_list(args) -> int:
@@ -94,6 +106,7 @@ def _add_sweep_run(sweeps):
     add_timeout_option(run, "time limit for each point")
     run.add_argument("--max-points", type=int, metavar="N", help="refuse sweeps of more points (default 10000)")
     run.add_argument("--force", action="store_true", help="execute every point, even cached ones")
+    add_junit_option(run)
 
 # %% ../../nbs/cli/56_sweep.ipynb #2817af4a
 def add_commands(commands):

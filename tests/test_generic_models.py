@@ -1,0 +1,86 @@
+"""A model outside the EdTech example: logged with mlkit.log_model, registered by artifact, served without a
+pseudonym key against its inferred signature (422, every failure, no value echoed), a scoring error a logged 500;
+the same model saved twice is one sha256."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from fastapi.testclient import TestClient
+
+from mlkit.prediction_log import log_folder, read_log
+from mlkit.pseudonyms import PSEUDONYM_KEY_ENV
+from mlkit.serving import create_app
+
+TRAIN = """import mlkit
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+X = X[["mean radius", "mean texture"]]
+model = LogisticRegression(max_iter=500).fit(X, y)
+mlkit.log_metric('accuracy', model.score(X, y))
+mlkit.log_model(model, "bc", signature=X)"""
+
+
+@pytest.fixture
+def served_bc(project, monkeypatch):
+    """The breast-cancer model trained, logged and registered as `bc` v1: (project, run id)."""
+    project.job("train_bc", None, TRAIN)
+    run = project.run_json("train_bc", check=0)
+    assert "artifacts/bc.signature.json" in [a["path"] for a in run["artifacts"]]
+    project.mlkit("models", "register", "bc", "--run", run["id"], "--artifact", "bc.skops", check=0)
+    monkeypatch.delenv(PSEUDONYM_KEY_ENV, raising=False)
+    return project, run["id"]
+
+
+def test_model_without_identifiers_serves_without_a_key_checks_its_signature_and_reproduces(served_bc, monkeypatch):
+    project, run_id = served_bc
+    with TestClient(create_app("bc:1", archive=project.archive, plugins=[])) as client:
+        good = client.post("/invocations", json={"dataframe_records": [{"mean radius": 14.0, "mean texture": 19.0}]})
+        assert good.status_code == 200 and 0 <= good.json()["predictions"][0] <= 1
+        bad = client.post("/invocations", json={"dataframe_records": [
+            {"mean radius": "abc", "mean texture": 19.0}, {"mean radius": 12.0, "notes": "p-1"}]})
+    assert bad.status_code == 422 and "abc" not in bad.text and "p-1" not in bad.text and "notes" not in bad.text
+    failures = {(f["column"], f["check"]) for f in bad.json()["error"]["failures"]}
+    assert {("mean radius", "dtype float"), ("mean texture", "required column missing"),
+            (None, "1 unexpected column names (not listed)")} <= failures
+    logged = read_log(log_folder(project.archive, "bc"))
+    assert list(logged["status"]) == [200, 422]
+
+    # An unexpected error while scoring: a 500 naming the request id, no traceback, in the log.
+    app = create_app("bc:1", archive=project.archive, plugins=[])
+
+    def broken(frame):
+        raise RuntimeError("secret internals /srv/model.py line 3")
+
+    monkeypatch.setattr(app.state.mlkit.holder.current, "predict", broken)
+    with TestClient(app) as client:
+        response = client.post("/invocations", json={"dataframe_records": [{"mean radius": 14.0, "mean texture": 19.0}]})
+    assert response.status_code == 500 and "secret internals" not in response.text and "Traceback" not in response.text
+    request_id = response.headers["x-request-id"]
+    assert request_id in response.json()["error"]["message"]
+    logged = read_log(log_folder(project.archive, "bc"))
+    assert list(zip(logged["request_id"], logged["status"], strict=True))[-1] == (request_id, 500)
+
+    # The job saved a model: its reproduction has the same model file (one sha256).
+    result = project.mlkit("reproduce", run_id, check=0)
+    assert f"reproduced: run {run_id} -> new run" in result.stdout and "NOT reproduced" not in result.stdout
+
+
+SAVE = """import sys
+import numpy as np
+from sklearn.ensemble import RandomForestClassifier
+from mlkit.models import save_model
+X = np.random.default_rng(0).normal(size=(60, 3))
+model = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, (X[:, 0] > 0).astype(int))
+print(save_model(model, sys.argv[1])["sha256"])"""
+
+
+def test_the_same_model_saved_twice_has_one_sha256(tmp_path):
+    sha = [subprocess.run([sys.executable, "-c", SAVE, str(tmp_path / f"{n}.skops")], capture_output=True, text=True,
+                          check=True, env={**os.environ, "PYTHONHASHSEED": str(n)}).stdout.strip() for n in (1, 2)]
+    assert sha[0] == sha[1] and len(sha[0]) == 64
+    assert json.loads((tmp_path / "1.json").read_text())["sha256"] == sha[0]
+
