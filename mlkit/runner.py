@@ -25,6 +25,7 @@ import yaml
 
 from .archive import SCHEMA_VERSION, Archive, Run, iso, new_run_id, utc_now
 from .cache import cache_base, cache_enabled, cache_key, find_cached
+from .transfer import cached_note, push_on_success, remote_cache_hit
 from .config import ARCHIVE_ENV, RUN_DIR_ENV
 from .errors import MlkitError, UsageError
 from .fingerprint import environment, file_record, git_state, library_sha256, sha256_bytes
@@ -429,18 +430,20 @@ def execute(job: PreparedJob, archive: Archive, timeout: float | None = None, ex
 # %% ../nbs/29_runner.ipynb #d1e8d4cb
 def run(job, params: dict | None = None, *, archive=None, param_files=(), yaml_text=None, cli_params=(),
         timeout=None, kernel=None, cwd=None, use_default_params=True, force=False, upstream=(),
-        announce=None) -> Run:
+        announce=None, remote=None) -> Run:
     """Run job `job` (a name in the jobs folder or a notebook path) and return the archived `Run`.
 
-    Unless `force`, a succeeded run with the same cache key is returned instead (`run.cached` is True)."""
+    Unless `force`, a run with the same cache key (here, else on the cache remote) is returned (`run.cached`)."""
     prepared = prepare(job, params, param_files=param_files, yaml_text=yaml_text, cli_params=cli_params,
                        kernel=kernel, cwd=cwd, use_default_params=use_default_params)
     store = Archive(prepared.project.archive_dir(archive))
     if not force and cache_enabled(prepared.project.settings, prepared.settings):
-        hit = find_cached(store, prepared.job, job_cache_base(prepared))
+        base = job_cache_base(prepared)
+        hit = find_cached(store, prepared.job, base) or remote_cache_hit(store, prepared, base, remote)
         if hit is not None:
             if announce:
-                announce(f"cache hit: {prepared.job} already ran with these inputs as run {hit.id}")
+                announce(f"cache hit: {prepared.job} already ran with these inputs as run {hit.id}{cached_note(hit)}")
             return hit
     extra = {"upstream": list(upstream)} if upstream else None
-    return execute(prepared, store, timeout=timeout, extra=extra, announce=announce)
+    done = execute(prepared, store, timeout=timeout, extra=extra, announce=announce)
+    return push_on_success(store, prepared.project, done, remote)

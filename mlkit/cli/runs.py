@@ -10,14 +10,15 @@ __all__ = ['run_summary_line', 'failure_line', 'command_run', 'command_runs_list
            'command_reproduce', 'add_commands']
 
 # %% ../../nbs/cli/51_runs.ipynb #91dcef25
-from . import add_command, archive_of, command_group, emit, metrics_text, say
+from . import add_command, add_remote_option, archive_of, command_group, emit, metrics_text, say, use_remote
 from ..text_tables import format_table
 
 # %% ../../nbs/cli/51_runs.ipynb #7e6c9fff
 def run_summary_line(run) -> str:
     "One line for a finished run."
     duration = f"{run.duration_s:.2f}s" if run.duration_s is not None else "-"
-    cached = " (cached)" if run.cached else ""
+    source = getattr(run, "cached_from", None)
+    cached = f" (cached from {source})" if source else " (cached)" if run.cached else ""
     return f"{run.status}{cached}  {run.job}  {run.id}  {duration}  {metrics_text(run.metrics)}".rstrip()
 
 # %% ../../nbs/cli/51_runs.ipynb #0eb4d905
@@ -35,11 +36,13 @@ def failure_line(run) -> str:
 def command_run(args) -> int:
     "mlkit run JOB: execute a job notebook and archive the run."
     from mlkit.runner import run
+    use_remote(args)
     result = run(args.job, archive=args.archive, param_files=args.param_file or (), yaml_text=args.yaml,
                  cli_params=[tuple(pair) for pair in args.parameters or ()], timeout=args.timeout,
                  kernel=args.kernel, cwd=args.cwd, use_default_params=not args.no_default_params,
                  force=args.force, announce=None if args.json else say)
-    emit(args, {**result.manifest, "cached": result.cached, "path": str(result.path)},
+    emit(args, {**result.manifest, "cached": result.cached, "cached_from": getattr(result, "cached_from", None),
+                "path": str(result.path)},
          f"{run_summary_line(result)}\narchived: {result.path}")
     if not result.succeeded:
         say(failure_line(result))
@@ -61,6 +64,7 @@ def _add_run(commands):
     run.add_argument("--cwd", metavar="DIR", help="working directory of the kernel (default: the notebook's)")
     run.add_argument("--no-default-params", action="store_true", help="do not apply params/<job>.yaml")
     run.add_argument("--force", action="store_true", help="execute even when the run cache has this run")
+    add_remote_option(run)
 
 # %% ../../nbs/cli/51_runs.ipynb #c32a0019
 _LIST_HEADERS = ["id", "job", "status", "started (UTC)", "duration_s", "metrics"]

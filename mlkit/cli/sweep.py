@@ -10,7 +10,7 @@ __all__ = ['parse_grid_option', 'command_sweep_run', 'command_sweep_list', 'comm
 # %% ../../nbs/cli/56_sweep.ipynb #007e123a
 import yaml
 
-from . import add_command, archive_of, command_group, emit, say
+from . import add_command, add_remote_option, archive_of, command_group, emit, say, use_remote
 from ..errors import UsageError
 from ..text_tables import format_table
 
@@ -33,6 +33,7 @@ def parse_grid_option(text: str) -> tuple:
 def command_sweep_run(args) -> int:
     "mlkit sweep run [JOB]: run the points, print the ranked table (or the record as JSON)."
     from mlkit.sweep import sweep
+    use_remote(args)
     grid = dict(parse_grid_option(text) for text in args.grid or ())
     result = sweep(args.job, grid=grid, file=args.file, cli_params=[tuple(p) for p in args.parameters or ()],
                    metric=args.metric, goal=args.goal, max_workers=args.max_workers, executor=args.executor,
@@ -93,6 +94,7 @@ def _add_sweep_run(sweeps):
     run.add_argument("--address", metavar="tcp://HOST:PORT", help="Dask scheduler (default: a local cluster)")
     run.add_argument("--timeout", type=float, metavar="SECONDS", help="time limit for each point")
     run.add_argument("--force", action="store_true", help="execute every point, even cached ones")
+    add_remote_option(run)
 
 # %% ../../nbs/cli/56_sweep.ipynb #2817af4a
 def add_commands(commands):
