@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from conftest import Project
@@ -167,3 +168,53 @@ def test_each_remote_problem_is_one_clear_line(project, bucket, s3_endpoint):
     bare = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
             "AWS_CONFIG_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true"}
     assert "credentials" in _remote_error(project, f"s3://{bucket}/r", "--endpoint-url", s3_endpoint, env=bare)
+
+
+RACER = textwrap.dedent("""
+    import json, os, sys, time
+    from pathlib import Path
+    from mlkit.archive import Run
+    from mlkit.remote_registry import RemoteRegistry, remote_promote
+    from mlkit.remotes import remote_from_setting
+    setting, action, number, go = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+    registry = RemoteRegistry(remote_from_setting("origin", setting))
+    run = Run(Path("."), manifest={"id": f"20240501-12000{number}-000-abcdef", "job": "train", "status": "succeeded",
+              "artifacts": [{"path": "artifacts/model.skops", "sha256": str(number) * 64}]})
+    while not go.exists():
+        time.sleep(0.002)
+    if action == "register":
+        print(registry.register("m", run)["version"])
+    else:
+        print(json.dumps(remote_promote(registry, "m", number, expected=1, reason=f"runner {number}")))
+""")
+
+
+def _race(setting, action, numbers, go):
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, json.dumps(setting), action, str(n), str(go)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in numbers]
+    time.sleep(1.5)  # every racer imported and waiting
+    go.touch()
+    outputs = [racer.communicate(timeout=60) for racer in racers]
+    assert all(racer.returncode == 0 for racer in racers), outputs
+    return [out.strip() for out, _ in outputs]
+
+
+@pytest.mark.parametrize("store", ["s3", "file"])
+def test_the_registry_on_a_remote_cannot_fork(tmp_path, store, request):
+    from mlkit.remote_registry import RemoteRegistry, remote_aliases, remote_history, remote_promote
+    from mlkit.remotes import remote_from_setting
+    if store == "s3":
+        endpoint, bucket = request.getfixturevalue("s3_endpoint"), request.getfixturevalue("bucket")
+        setting = {"url": f"s3://{bucket}/team", "endpoint_url": endpoint}
+    else:
+        (tmp_path / "share").mkdir()
+        setting = {"url": f"file://{tmp_path / 'share'}"}
+    versions = _race(setting, "register", range(1, 9), tmp_path / "go-register")
+    assert sorted(map(int, versions)) == list(range(1, 9))  # 8 processes, 8 distinct numbers
+    registry = RemoteRegistry(remote_from_setting("origin", setting))
+    remote_promote(registry, "m", 1)
+    events = [json.loads(line) for line in _race(setting, "promote", [2, 3], tmp_path / "go-promote")]
+    winners = [e for e in events if not e["reason"].startswith("declined")]
+    assert len(winners) == 1 and remote_aliases(registry, "m") == {"champion": winners[0]["to_version"]}
+    declined = [e for e in remote_history(registry, "m") if e["reason"].startswith("declined")]
+    assert len(declined) == 1 and declined[0]["to_version"] == winners[0]["to_version"]
