@@ -7,10 +7,10 @@ Docs: https://mlkit-dev.github.io/mlkit/transfer.html.md"""
 # %% auto #0
 __all__ = ['WORKERS', 'RECORD_DIRS', 'run_key', 'marker_key', 'cache_entry_key', 'remote_object_key', 'Progress', 'send_files',
            'fetch_files', 'write_small', 'listing', 'check_remote', 'remote_errors', 'remote_runs', 'run_files',
-           'select_runs', 'push_records', 'push', 'fetch_objects', 'run_all_objects', 'pull_run', 'pull',
+           'select_runs', 'push_records', 'push', 'fetch_objects', 'fetch_all_objects', 'pull_run', 'pull',
            'pull_records', 'find_remote_cached', 'remote_cache_hit', 'cached_note', 'push_on_success']
 
-# %% ../nbs/28c_transfer.ipynb #b9cea989
+# %% ../nbs/28c_transfer.ipynb #ab8cb518
 import json
 import os
 import shutil
@@ -23,16 +23,17 @@ from .archive import DAMAGED, MANIFEST_FILE, Archive, Run
 from .cache import cache_key, current_inputs
 from .config import Project
 from .errors import UsageError
+from .index import index_row, write_index
 from .jsonio import dump_json
 from .objects import check_object, object_path, open_state
 from .remotes import Remote, RemoteError, cache_remote_name, get_remote, push_mode, remote_error
 from .snapshots import run_objects
 
-# %% ../nbs/28c_transfer.ipynb #9e8fdd78
+# %% ../nbs/28c_transfer.ipynb #20967033
 WORKERS = 16
 RECORD_DIRS = ("registry", "pipelines", "sweeps")
 
-# %% ../nbs/28c_transfer.ipynb #37f63bc6
+# %% ../nbs/28c_transfer.ipynb #04732eee
 def run_key(remote: Remote, job: str, run_id: str, relative: str = "") -> str:
     "The key of a run's file (or folder) on `remote`."
     return remote.key("runs", job, run_id, relative) if relative else remote.key("runs", job, run_id)
@@ -53,7 +54,7 @@ def remote_object_key(remote: Remote, sha256: str) -> str:
     object_path("", sha256)  # checks the name
     return remote.key("objects", "sha256", sha256[:2], sha256[2:])
 
-# %% ../nbs/28c_transfer.ipynb #8564c80d
+# %% ../nbs/28c_transfer.ipynb #3d39b70e
 class Progress:
     "Files and bytes moved so far, shown on stderr."
 
@@ -77,7 +78,7 @@ class Progress:
         if self.files:
             print(("\r" if self.live else "") + self.line(), file=self.stream, flush=True)
 
-# %% ../nbs/28c_transfer.ipynb #0c67c2e5
+# %% ../nbs/28c_transfer.ipynb #4bd1e02f
 def _copy_into(source, target):
     "Copy file `source` to `target` atomically (temporary file, then rename)."
     target = Path(target)
@@ -130,7 +131,7 @@ def write_small(remote: Remote, contents: dict):
         temporary.write_bytes(data)
         os.replace(temporary, target)
 
-# %% ../nbs/28c_transfer.ipynb #fe807519
+# %% ../nbs/28c_transfer.ipynb #d1321a9f
 def listing(remote: Remote, *parts) -> dict:
     "Every file below `parts` on `remote`: path relative to there -> size."
     base = remote.key(*parts)
@@ -181,7 +182,7 @@ def remote_runs(remote: Remote) -> dict:
             runs[name[:-5]] = job
     return runs
 
-# %% ../nbs/28c_transfer.ipynb #e57bde3b
+# %% ../nbs/28c_transfer.ipynb #0414da05
 def run_files(run: Run) -> list:
     "The files of `run`'s folder, relative to it (the manifest last)."
     files = sorted(str(path.relative_to(run.path)) for path in run.path.rglob("*") if path.is_file())
@@ -197,7 +198,7 @@ def select_runs(archive: Archive, references=(), job=None, since=None, everythin
     runs = archive.list_runs(job=job)
     return [run for run in runs if not since or (run.started_at or "") >= since]
 
-# %% ../nbs/28c_transfer.ipynb #18ab0bf2
+# %% ../nbs/28c_transfer.ipynb #9df08e95
 def _missing_objects(archive: Archive, remote: Remote, runs: list) -> list:
     "`(local path, key)` of the objects `runs` refer to that `remote` does not have."
     wanted = set()
@@ -219,7 +220,7 @@ def _markers(remote: Remote, runs: list) -> dict:
             contents[cache_entry_key(remote, run.job, run.manifest["cache_base"], run.id)] = data
     return contents
 
-# %% ../nbs/28c_transfer.ipynb #e633fe23
+# %% ../nbs/28c_transfer.ipynb #027c1748
 def push_records(archive: Archive, remote: Remote) -> int:
     "Send the archive's registry, pipeline and sweep records the remote lacks or has shorter; returns files sent."
     pairs = []
@@ -252,7 +253,7 @@ def push(archive: Archive, remote: Remote, runs: list, progress: bool = True) ->
         records = push_records(archive, remote)
     return {"runs": len(todo), "files": len(pairs), "already": len(runs) - len(todo), "records": records}
 
-# %% ../nbs/28c_transfer.ipynb #06e6d7f8
+# %% ../nbs/28c_transfer.ipynb #aa7e5c8b
 def fetch_objects(archive: Archive, remote: Remote, wanted) -> int:
     "Download the objects in `wanted` that the local store lacks, checking each one's sha256; returns how many."
     missing = sorted(sha for sha in set(wanted) if not object_path(archive.root, sha).is_file())
@@ -271,17 +272,17 @@ def fetch_objects(archive: Archive, remote: Remote, wanted) -> int:
     return len(missing)
 
 
-def run_all_objects(archive: Archive, remote: Remote, manifest: dict) -> int:
-    "Fetch every object a run refers to (a folder's listing first, then its files); returns how many."
+def fetch_all_objects(archive: Archive, remote: Remote, manifests: list) -> int:
+    "Fetch every object the runs of `manifests` refer to (a folder's listing first, then its files); returns how many."
     fetched, before = 0, None
     while True:
-        wanted = run_objects(manifest, archive.root)
+        wanted = set().union(*(run_objects(manifest, archive.root) for manifest in manifests))
         if wanted == before:
             return fetched
         fetched += fetch_objects(archive, remote, wanted)
         before = wanted
 
-# %% ../nbs/28c_transfer.ipynb #09710bed
+# %% ../nbs/28c_transfer.ipynb #808286ea
 def pull_run(archive: Archive, remote: Remote, job: str, run_id: str, progress: Progress | None = None) -> Run:
     "Copy run `run_id` of `job` from `remote` into the local archive (staged, renamed into place, indexed)."
     if (archive.root / job / run_id).is_dir():
@@ -297,6 +298,30 @@ def pull_run(archive: Archive, remote: Remote, job: str, run_id: str, progress: 
         raise
 
 
+def _pull_many(archive: Archive, remote: Remote, chosen: dict, listed: dict | None, progress: Progress) -> list:
+    "Copy the runs `chosen` (id -> job) in one batch: manifests, then every file, then rename and index each."
+    markers = remote.fs.cat([marker_key(remote, job, rid) for rid, job in chosen.items()])
+    manifests = {rid: json.loads(markers[marker_key(remote, job, rid)]) for rid, job in chosen.items()}
+    if listed is None:
+        listed = {f"{job}/{rid}/{name}": size for rid, job in chosen.items()
+                  for name, size in listing(remote, "runs", job, rid).items()}
+    stagings = {rid: archive.stage(rid) for rid in chosen}
+    try:
+        pairs = []
+        for relative in listed:
+            job, rid, name = relative.split("/", 2)
+            if chosen.get(rid) == job:
+                pairs.append((remote.key("runs", relative), stagings[rid] / name))
+                progress.files, progress.size = progress.files + 1, progress.size + (listed[relative] or 0)
+        fetch_files(remote, pairs, progress)
+        pulled = [archive.commit(stagings.pop(rid), manifests[rid], index=False) for rid in sorted(chosen)]
+    finally:
+        for staging in stagings.values():
+            archive.discard(staging)
+    write_index(archive.root, [index_row(run.manifest, run.path, archive.root) for run in pulled])
+    return pulled
+
+
 def pull(archive: Archive, remote: Remote, references=(), job=None, everything=False, objects=False) -> dict:
     "Copy runs from `remote` that the local archive lacks (ids or prefixes, a job's, or all); returns counts."
     if not (references or job or everything):
@@ -309,16 +334,19 @@ def pull(archive: Archive, remote: Remote, references=(), job=None, everything=F
         unknown = [r for r in references if not any(rid.startswith(r) for rid in there)]
         if unknown:
             raise UsageError(f"{remote.describe()} has no run {unknown[0]!r}")
-        here = {rid for rid, j in chosen.items() if (archive.root / j / rid).is_dir()}
-        shown = Progress("pull", len(chosen) - len(here), 0, unit="runs")
-        pulled = [pull_run(archive, remote, chosen[rid], rid) for rid in sorted(set(chosen) - here)]
-        fetched = sum(run_all_objects(archive, remote, run.manifest) for run in pulled) if objects else 0
+        missing = {rid: j for rid, j in chosen.items() if not (archive.root / j / rid).is_dir()}
+        listed = None
+        if missing and (everything or job):  # one listing for them all
+            found = listing(remote, "runs", job) if job else listing(remote, "runs")
+            listed = {f"{job}/{key}" if job else key: size for key, size in found.items()}
+        shown = Progress("pull", 0, 0)
+        pulled = _pull_many(archive, remote, missing, listed, shown) if missing else []
+        fetched = fetch_all_objects(archive, remote, [run.manifest for run in pulled]) if objects else 0
         records = pull_records(archive, remote)
-        shown.advance(len(pulled), 0)
         shown.finish()
-    return {"runs": len(pulled), "already": len(here), "objects": fetched, "records": records}
+    return {"runs": len(pulled), "already": len(chosen) - len(missing), "objects": fetched, "records": records}
 
-# %% ../nbs/28c_transfer.ipynb #e8c04077
+# %% ../nbs/28c_transfer.ipynb #a03bbda7
 def pull_records(archive: Archive, remote: Remote) -> int:
     "Fetch the remote's registry, pipeline and sweep records that are missing or longer here; returns how many."
     pairs = []
@@ -330,7 +358,7 @@ def pull_records(archive: Archive, remote: Remote) -> int:
     fetch_files(remote, pairs)
     return len(pairs)
 
-# %% ../nbs/28c_transfer.ipynb #4e708cae
+# %% ../nbs/28c_transfer.ipynb #a28a172d
 def find_remote_cached(archive: Archive, remote: Remote, job: str, base: str, limit: int = 20) -> Run | None:
     "The newest run of `job` on `remote` with cache base `base` and unchanged inputs, pulled into `archive`."
     with remote_errors(remote):
@@ -351,7 +379,7 @@ def find_remote_cached(archive: Archive, remote: Remote, job: str, base: str, li
             state.close()
     return None
 
-# %% ../nbs/28c_transfer.ipynb #de5f4159
+# %% ../nbs/28c_transfer.ipynb #e90a550a
 def remote_cache_hit(archive: Archive, job, base: str, name: str | None = None) -> Run | None:
     "The run of prepared `job` the cache remote (see `cache_remote_name`) serves after a local miss, if any."
     chosen = cache_remote_name(job.project, name)
