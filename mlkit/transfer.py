@@ -8,9 +8,9 @@ Docs: https://mlkit-dev.github.io/mlkit/transfer.html.md"""
 __all__ = ['WORKERS', 'RECORD_DIRS', 'run_key', 'marker_key', 'cache_entry_key', 'remote_object_key', 'Progress', 'send_files',
            'fetch_files', 'write_small', 'listing', 'check_remote', 'remote_errors', 'remote_runs', 'run_files',
            'select_runs', 'push_records', 'push', 'fetch_objects', 'fetch_all_objects', 'pull_run', 'pull',
-           'pull_records', 'find_remote_cached', 'remote_cache_hit', 'cached_note', 'push_on_success']
+           'pull_records', 'find_remote_cached', 'remote_cache_hit', 'cached_note', 'push_on_success', 'verify_remote']
 
-# %% ../nbs/28c_transfer.ipynb #ab8cb518
+# %% ../nbs/28c_transfer.ipynb #36e22ccc
 import json
 import os
 import shutil
@@ -29,11 +29,11 @@ from .objects import check_object, object_path, open_state
 from .remotes import Remote, RemoteError, cache_remote_name, get_remote, push_mode, remote_error
 from .snapshots import run_objects
 
-# %% ../nbs/28c_transfer.ipynb #20967033
+# %% ../nbs/28c_transfer.ipynb #c85e9fb7
 WORKERS = 16
 RECORD_DIRS = ("registry", "pipelines", "sweeps")
 
-# %% ../nbs/28c_transfer.ipynb #04732eee
+# %% ../nbs/28c_transfer.ipynb #3f5d14a6
 def run_key(remote: Remote, job: str, run_id: str, relative: str = "") -> str:
     "The key of a run's file (or folder) on `remote`."
     return remote.key("runs", job, run_id, relative) if relative else remote.key("runs", job, run_id)
@@ -54,7 +54,7 @@ def remote_object_key(remote: Remote, sha256: str) -> str:
     object_path("", sha256)  # checks the name
     return remote.key("objects", "sha256", sha256[:2], sha256[2:])
 
-# %% ../nbs/28c_transfer.ipynb #3d39b70e
+# %% ../nbs/28c_transfer.ipynb #96972ccd
 class Progress:
     "Files and bytes moved so far, shown on stderr."
 
@@ -78,7 +78,7 @@ class Progress:
         if self.files:
             print(("\r" if self.live else "") + self.line(), file=self.stream, flush=True)
 
-# %% ../nbs/28c_transfer.ipynb #4bd1e02f
+# %% ../nbs/28c_transfer.ipynb #2f80a436
 def _copy_into(source, target):
     "Copy file `source` to `target` atomically (temporary file, then rename)."
     target = Path(target)
@@ -131,7 +131,7 @@ def write_small(remote: Remote, contents: dict):
         temporary.write_bytes(data)
         os.replace(temporary, target)
 
-# %% ../nbs/28c_transfer.ipynb #d1321a9f
+# %% ../nbs/28c_transfer.ipynb #f02c8559
 def listing(remote: Remote, *parts) -> dict:
     "Every file below `parts` on `remote`: path relative to there -> size."
     base = remote.key(*parts)
@@ -182,7 +182,7 @@ def remote_runs(remote: Remote) -> dict:
             runs[name[:-5]] = job
     return runs
 
-# %% ../nbs/28c_transfer.ipynb #0414da05
+# %% ../nbs/28c_transfer.ipynb #e5ca5af2
 def run_files(run: Run) -> list:
     "The files of `run`'s folder, relative to it (the manifest last)."
     files = sorted(str(path.relative_to(run.path)) for path in run.path.rglob("*") if path.is_file())
@@ -198,7 +198,7 @@ def select_runs(archive: Archive, references=(), job=None, since=None, everythin
     runs = archive.list_runs(job=job)
     return [run for run in runs if not since or (run.started_at or "") >= since]
 
-# %% ../nbs/28c_transfer.ipynb #9df08e95
+# %% ../nbs/28c_transfer.ipynb #12e07b6b
 def _missing_objects(archive: Archive, remote: Remote, runs: list) -> list:
     "`(local path, key)` of the objects `runs` refer to that `remote` does not have."
     wanted = set()
@@ -220,7 +220,7 @@ def _markers(remote: Remote, runs: list) -> dict:
             contents[cache_entry_key(remote, run.job, run.manifest["cache_base"], run.id)] = data
     return contents
 
-# %% ../nbs/28c_transfer.ipynb #027c1748
+# %% ../nbs/28c_transfer.ipynb #9a138c5d
 def push_records(archive: Archive, remote: Remote) -> int:
     "Send the archive's registry, pipeline and sweep records the remote lacks or has shorter; returns files sent."
     pairs = []
@@ -253,7 +253,7 @@ def push(archive: Archive, remote: Remote, runs: list, progress: bool = True) ->
         records = push_records(archive, remote)
     return {"runs": len(todo), "files": len(pairs), "already": len(runs) - len(todo), "records": records}
 
-# %% ../nbs/28c_transfer.ipynb #aa7e5c8b
+# %% ../nbs/28c_transfer.ipynb #fa79f091
 def fetch_objects(archive: Archive, remote: Remote, wanted) -> int:
     "Download the objects in `wanted` that the local store lacks, checking each one's sha256; returns how many."
     missing = sorted(sha for sha in set(wanted) if not object_path(archive.root, sha).is_file())
@@ -282,7 +282,7 @@ def fetch_all_objects(archive: Archive, remote: Remote, manifests: list) -> int:
         fetched += fetch_objects(archive, remote, wanted)
         before = wanted
 
-# %% ../nbs/28c_transfer.ipynb #808286ea
+# %% ../nbs/28c_transfer.ipynb #141652d5
 def pull_run(archive: Archive, remote: Remote, job: str, run_id: str, progress: Progress | None = None) -> Run:
     "Copy run `run_id` of `job` from `remote` into the local archive (staged, renamed into place, indexed)."
     if (archive.root / job / run_id).is_dir():
@@ -346,7 +346,7 @@ def pull(archive: Archive, remote: Remote, references=(), job=None, everything=F
         shown.finish()
     return {"runs": len(pulled), "already": len(chosen) - len(missing), "objects": fetched, "records": records}
 
-# %% ../nbs/28c_transfer.ipynb #a03bbda7
+# %% ../nbs/28c_transfer.ipynb #ddb3f2dc
 def pull_records(archive: Archive, remote: Remote) -> int:
     "Fetch the remote's registry, pipeline and sweep records that are missing or longer here; returns how many."
     pairs = []
@@ -358,7 +358,7 @@ def pull_records(archive: Archive, remote: Remote) -> int:
     fetch_files(remote, pairs)
     return len(pairs)
 
-# %% ../nbs/28c_transfer.ipynb #a28a172d
+# %% ../nbs/28c_transfer.ipynb #0ab34394
 def find_remote_cached(archive: Archive, remote: Remote, job: str, base: str, limit: int = 20) -> Run | None:
     "The newest run of `job` on `remote` with cache base `base` and unchanged inputs, pulled into `archive`."
     with remote_errors(remote):
@@ -379,7 +379,7 @@ def find_remote_cached(archive: Archive, remote: Remote, job: str, base: str, li
             state.close()
     return None
 
-# %% ../nbs/28c_transfer.ipynb #e90a550a
+# %% ../nbs/28c_transfer.ipynb #f35b2b6e
 def remote_cache_hit(archive: Archive, job, base: str, name: str | None = None) -> Run | None:
     "The run of prepared `job` the cache remote (see `cache_remote_name`) serves after a local miss, if any."
     chosen = cache_remote_name(job.project, name)
@@ -398,3 +398,26 @@ def push_on_success(archive: Archive, project: Project, run: Run, name: str | No
     if chosen and run.succeeded and push_mode(project) == "on-success":
         push(archive, get_remote(chosen, project), [run], progress=False)
     return run
+
+# %% ../nbs/28c_transfer.ipynb #a66c4a96
+def verify_remote(remote: Remote, reference: str | None = None) -> list:
+    "Problems found on `remote` (all runs, or those whose id starts with `reference`): `{check, run, problem}`."
+    with remote_errors(remote):
+        check_remote(remote)
+        there = {rid: job for rid, job in remote_runs(remote).items() if not reference or rid.startswith(reference)}
+        files = listing(remote, "runs")
+        objects = {name.replace("/", "") for name in listing(remote, "objects", "sha256")}
+        markers = remote.fs.cat([marker_key(remote, job, rid) for rid, job in there.items()]) if there else {}
+    problems = []
+    for rid, job in sorted(there.items()):
+        manifest = json.loads(markers[marker_key(remote, job, rid)])
+        for record in [{"path": MANIFEST_FILE}, *manifest.get("artifacts", [])]:
+            size = files.get(f"{job}/{rid}/{record['path']}", -1)
+            if size == -1 or record.get("bytes", size) != size:
+                problems.append({"check": "files", "run": rid, "problem": f"{record['path']} missing or truncated"})
+        for sha in sorted(run_objects(manifest, "") - objects):
+            problems.append({"check": "objects", "run": rid, "problem": f"object {sha[:12]} missing"})
+    waiting = {tuple(key.split("/")[:2]) for key in files} - {(job, rid) for rid, job in there.items()}
+    problems += [{"check": "incomplete", "run": rid, "problem": "parts without a manifest: an interrupted push "
+                  "(`mlkit push` completes it)"} for _, rid in sorted(waiting) if not reference or rid.startswith(reference)]
+    return problems

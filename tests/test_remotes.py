@@ -96,6 +96,7 @@ def test_push_and_pull_between_clones_through_s3(tmp_path, bucket, s3_endpoint):
     run = a.run_json("j", check=0)
     assert "pushed 1 run(s)" in a.mlkit("push", "--all", check=0).stdout
     assert "pushed 0 run(s)" in a.mlkit("push", "--all", check=0).stdout  # nothing sent twice
+    a.mlkit("runs", "verify", "--remote", "origin", check=0)
     pulled = json.loads(b.mlkit("pull", "--all", "--objects", "--json", check=0).stdout)
     assert pulled["runs"] == 1 and pulled["objects"] >= 1
     assert _ids(b) == [run["id"]]
@@ -143,7 +144,9 @@ def test_a_push_killed_before_its_manifests_leaves_no_run_and_the_next_push_comp
     assert died.returncode == -9
     assert list((share / "runs").rglob("*.json")) and not (share / "manifests").exists()
     assert "pulled 0 run(s)" in b.mlkit("pull", "--all", check=0).stdout and _ids(b) == []
+    assert "interrupted push" in b.mlkit("runs", "verify", "--remote", "share", check=1).stdout
     assert "pushed 1 run(s)" in a.mlkit("push", "--all", check=0).stdout
+    b.mlkit("runs", "verify", "--remote", "share", check=0)
     assert "pulled 1 run(s)" in b.mlkit("pull", "--all", check=0).stdout and _ids(b) == [run["id"]]
 
 

@@ -217,6 +217,8 @@ def _add_runs_reindex(runs):
 def command_runs_verify(args) -> int:
     "mlkit runs verify [RUN]: check manifests, recorded files and the index; exit 1 on any problem."
     from mlkit.verify import verify
+    if args.remote:
+        return _verify_remote(args)
     store = archive_of(args)
     problems = verify(store, args.run)
     text = (format_table([[p["check"], p["run"] or "-", p["problem"]] for p in problems], ["check", "run", "problem"],
@@ -226,10 +228,24 @@ def command_runs_verify(args) -> int:
     return 1 if problems else 0
 
 
+def _verify_remote(args) -> int:
+    "mlkit runs verify --remote NAME: the same checks on a remote's runs."
+    from mlkit.remotes import get_remote
+    from mlkit.transfer import verify_remote
+    remote = get_remote(args.remote)
+    problems = verify_remote(remote, args.run)
+    text = (format_table([[p["check"], p["run"], p["problem"]] for p in problems], ["check", "run", "problem"],
+                         max_width=100) + f"\n{len(problems)} problem(s) on {remote.describe()}" if problems
+            else f"ok: {'run ' + args.run if args.run else 'every run'} on {remote.describe()} verified")
+    emit(args, {"remote": remote.name, "run": args.run, "ok": not problems, "problems": problems}, text)
+    return 1 if problems else 0
+
+
 def _add_runs_verify(runs):
     check = add_command(runs, "verify", command_runs_verify, "check manifests, recorded files (sha256) and the index",
                         json="print JSON")
     check.add_argument("run", nargs="?", help="only this run (id or unique prefix)")
+    check.add_argument("--remote", metavar="NAME", help="check this remote's runs instead")
 
 # %% ../../nbs/cli/51_runs.ipynb #7cb2268e
 def command_runs_pin(args) -> int:
