@@ -221,3 +221,31 @@ def test_the_registry_on_a_remote_cannot_fork(tmp_path, store, request):
     assert len(winners) == 1 and remote_aliases(registry, "m") == {"champion": winners[0]["to_version"]}
     declined = [e for e in remote_history(registry, "m") if e["reason"].startswith("declined")]
     assert len(declined) == 1 and declined[0]["to_version"] == winners[0]["to_version"]
+
+
+def test_the_store_stopped_mid_pipeline_is_one_line_and_the_archive_stays_sound(tmp_path):
+    port = _free_port()
+    store = subprocess.Popen([str(os.path.join(os.path.dirname(sys.executable), "moto_server")), "-H", "127.0.0.1",
+                              "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        env = dict(CREDENTIALS)
+        project = _clone(tmp_path / "a")
+        for _ in range(100):  # until the server answers
+            if subprocess.run(["python3", "-c", f"import socket; socket.create_connection(('127.0.0.1', {port}))"],
+                              capture_output=True, check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+        import s3fs
+        s3fs.S3FileSystem(endpoint_url=f"http://127.0.0.1:{port}", key="testing", secret="testing").mkdir("stopping")
+        _add_s3(project, "stopping", f"http://127.0.0.1:{port}", 'push = "on-success"')
+        project.job("stop", "pid: int = 0", "import os, signal\nos.kill(pid, signal.SIGKILL)  # the store goes away")
+        (project.root / "params" / "pipeline.yaml").write_text(
+            f"stages:\n  - {{name: first, job: stop, params: {{pid: {store.pid}}}}}\n  - {{name: second, job: j}}\n")
+        failed = project.mlkit("pipeline", "run", "--remote", "origin", env=env, check=1)
+        lines = [line for line in failed.stderr.splitlines() if line.startswith("mlkit: error")]
+        assert len(lines) == 1 and "remote 'origin'" in lines[0] and "cannot be reached" in lines[0], failed.stderr
+        assert [run["job"] for run in json.loads(project.mlkit("runs", "list", "--json", check=0).stdout)] == ["stop"]
+        project.mlkit("runs", "verify", check=0)
+    finally:
+        store.kill()
+        store.wait(timeout=10)
