@@ -8,7 +8,7 @@ Docs: https://mlkit-dev.github.io/mlkit/remote_registry.html.md"""
 __all__ = ['ANY_VERSION', 'create_exclusive', 'read_tagged', 'replace_if', 'RemoteRegistry', 'remote_promote', 'remote_aliases',
            'remote_history']
 
-# %% ../nbs/30b_remote_registry.ipynb #678db10b
+# %% ../nbs/30b_remote_registry.ipynb #3f4349e2
 import hashlib
 import json
 import os
@@ -22,7 +22,7 @@ from .names import check_name
 from .remotes import Remote
 from .transfer import listing, remote_errors
 
-# %% ../nbs/30b_remote_registry.ipynb #b1540c1a
+# %% ../nbs/30b_remote_registry.ipynb #f3634b2a
 def _split(remote: Remote, key: str) -> tuple:
     "Bucket and object key of an S3 path."
     bucket, _, rest = key.partition("/")
@@ -49,7 +49,7 @@ def create_exclusive(remote: Remote, key: str, data: bytes) -> bool:
     except FileExistsError:
         return False
 
-# %% ../nbs/30b_remote_registry.ipynb #158e01e3
+# %% ../nbs/30b_remote_registry.ipynb #b16beecd
 def read_tagged(remote: Remote, key: str) -> tuple:
     "`(data, tag)` of `key`: its bytes and the tag a compare-and-set checks (None, None when absent)."
     if remote.protocol == "file":
@@ -112,7 +112,7 @@ def replace_if(remote: Remote, key: str, data: bytes, tag) -> bool:
             return False
         raise
 
-# %% ../nbs/30b_remote_registry.ipynb #8445c00b
+# %% ../nbs/30b_remote_registry.ipynb #b369b0cb
 ANY_VERSION = "any"
 
 
@@ -151,10 +151,10 @@ class RemoteRegistry:
                     return entry
                 number += 1
 
-# %% ../nbs/30b_remote_registry.ipynb #7bd1e9c7
+# %% ../nbs/30b_remote_registry.ipynb #12f82d65
 def _record(registry: RemoteRegistry, event: dict) -> dict:
     "Add `event` to the history (one object per event: recording never collides)."
-    stamp = event["at"].replace(":", "").replace("-", "")
+    stamp = f"{time.time_ns():020d}"  # names sort in time order, to the nanosecond
     create_exclusive(registry.remote, registry._key(event["name"], "history", f"{stamp}-{secrets.token_hex(4)}.json"),
                      json.dumps(event).encode())
     return event
@@ -181,7 +181,7 @@ def remote_promote(registry: RemoteRegistry, name: str, version: int, alias: str
                          f"{alias} at the same time; evaluate again against the current {alias}")
         return _record(registry, event)
 
-# %% ../nbs/30b_remote_registry.ipynb #b4ee8304
+# %% ../nbs/30b_remote_registry.ipynb #d9ec650b
 def remote_aliases(registry: RemoteRegistry, name: str) -> dict:
     "Alias -> version of model `name` on the remote."
     with remote_errors(registry.remote):
