@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .archive import MANIFEST_FILE, Archive, Run, read_manifest
 from .cache import cache_enabled, find_cached
+from .transfer import remote_cache_hit
 from .errors import UsageError
 from .prepare import PreparedJob
 from .runner import discard_launched, execute, job_cache_base, launch_ahead
@@ -72,7 +73,8 @@ def cache_hit(job: PreparedJob, archive: Archive) -> Run | None:
     "The archived run that serves `job` from the cache, if caching is on for it and one exists."
     if not cache_enabled(job.project.settings, job.settings):
         return None
-    return find_cached(archive, job.job, job_cache_base(job), root=job.project.root)
+    base = job_cache_base(job)
+    return find_cached(archive, job.job, base, root=job.project.root) or remote_cache_hit(archive, job, base)
 
 # %% ../nbs/33_executors.ipynb #7a1e0c01
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")

@@ -6,15 +6,13 @@ Docs: https://mlkit-dev.github.io/mlkit/runner.html.md"""
 
 # %% auto #0
 __all__ = ['HEADLESS_BACKEND', 'JobInterrupted', 'interruptible', 'Attempt', 'execute_once', 'LaunchedKernel', 'launch_ahead',
-           'discard_launched', 'job_cache_base', 'build_manifest', 'DiskFullError', 'disk_full_guard', 'execute', 'run']
+           'discard_launched', 'job_cache_base', 'build_manifest', 'execute', 'run']
 
 # %% ../nbs/29_runner.ipynb #b004e3d6
-import errno
 import json
 import logging
 import os
 import signal
-import sqlite3
 import threading
 import time
 from contextlib import contextmanager
@@ -23,11 +21,12 @@ from pathlib import Path
 
 import yaml
 
-from .archive import SCHEMA_VERSION, Archive, Run, iso, new_run_id, utc_now
+from .archive import SCHEMA_VERSION, Archive, Run, disk_full_guard, iso, new_run_id, utc_now
 from .cache import cache_base, cache_enabled, cache_key, find_cached, located_inputs
+from .transfer import cached_note, push_on_success, remote_cache_hit
 from .config import ARCHIVE_ENV, RUN_DIR_ENV
 from .engine import import_papermill
-from .errors import MlkitError, UsageError
+from .errors import UsageError
 from .cells import cell_streams, failure_details
 from .fingerprint import environment, file_record, git_state, library_sha256, sha256_bytes
 from .jsonio import read_json, strict_data
@@ -374,31 +373,6 @@ def _write_run_files(job: PreparedJob, staging: Path):
     if not (staging / "metrics.json").exists():
         (staging / "metrics.json").write_text("{}\n", encoding="utf-8")  # every run has one, maybe empty
 
-# %% ../nbs/29_runner.ipynb #b9d55c99
-class DiskFullError(MlkitError):
-    "The disk filled up (or a file size limit was hit) while a run was being archived."
-
-
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-
-
-@contextmanager
-def disk_full_guard(archive: Archive, run_id: str):
-    "Turn running out of space while archiving run `run_id` into a `DiskFullError`, its staging folder removed."
-    try:
-        yield
-    except OSError as error:
-        if error.errno not in _DISK_FULL:
-            raise
-        archive.discard(archive.staging_dir / f"{run_id}.{os.getpid()}")
-        raise DiskFullError(f"no space left to archive run {run_id}: {error.strerror} ({error.filename}); the run "
-                            f"was not kept and its staging folder was removed; runs archived before are untouched") from None
-    except sqlite3.OperationalError as error:
-        if "full" not in str(error):
-            raise
-        raise DiskFullError(f"run {run_id} was archived but not indexed: {error}; free some space, then run "
-                            f"`mlkit runs reindex`") from None
-
 # %% ../nbs/29_runner.ipynb #ecf0ca47
 def execute(job: PreparedJob, archive: Archive, timeout: float | None = None, extra: dict | None = None,
             announce=None, index: bool = True, launched=None) -> Run:
@@ -431,20 +405,23 @@ def execute(job: PreparedJob, archive: Archive, timeout: float | None = None, ex
 # %% ../nbs/29_runner.ipynb #d1e8d4cb
 def run(job, params: dict | None = None, *, archive=None, param_files=(), yaml_text=None, cli_params=(),
         timeout=None, kernel=None, cwd=None, use_default_params=True, force=False, upstream=(),
-        announce=None, log_output=False, progress_bar=False) -> Run:
+        announce=None, log_output=False, progress_bar=False, remote=None) -> Run:
     """Run job `job` (a name in the jobs folder or a notebook path) and return the archived `Run`.
 
-    Unless `force`, a succeeded run with the same cache key is returned instead (`run.cached` is True)."""
+    Unless `force`, a run with the same cache key (here, else on the cache remote) is returned (`run.cached`)."""
     prepared = prepare(job, params, param_files=param_files, yaml_text=yaml_text, cli_params=cli_params,
                        kernel=kernel, cwd=cwd, use_default_params=use_default_params)
     prepared.log_output, prepared.progress_bar = log_output, progress_bar
     store = Archive(prepared.project.archive_dir(archive))
     if not force and cache_enabled(prepared.project.settings, prepared.settings):
-        hit = find_cached(store, prepared.job, job_cache_base(prepared), root=prepared.project.root)
+        base = job_cache_base(prepared)
+        hit = (find_cached(store, prepared.job, base, root=prepared.project.root)
+               or remote_cache_hit(store, prepared, base, remote))
         if hit is not None:
             if announce:
-                announce(f"cache hit: {prepared.job} already ran with these inputs as run {hit.id}")
+                announce(f"cache hit: {prepared.job} already ran with these inputs as run {hit.id}{cached_note(hit)}")
             return hit
     extra = {"upstream": list(upstream)} if upstream else None
     launched = launch_ahead(prepared, store) if timeout is None or timeout > 0 else None  # boots while papermill loads
-    return execute(prepared, store, timeout=timeout, extra=extra, announce=announce, launched=launched)
+    done = execute(prepared, store, timeout=timeout, extra=extra, announce=announce, launched=launched)
+    return push_on_success(store, prepared.project, done, remote)

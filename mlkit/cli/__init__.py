@@ -6,8 +6,9 @@ Docs: https://mlkit-dev.github.io/mlkit/cli/cli.html.md"""
 
 # %% auto #0
 __all__ = ['COMMAND_MODULES', 'COMMANDS_ENTRY_POINTS', 'PIPE_CLOSED', 'say', 'print_json', 'emit', 'metrics_text',
-           'add_archive_option', 'add_junit_option', 'add_timeout_option', 'command_group', 'add_command', 'archive_of',
-           'plugin_sections', 'build_parser', 'reader_gone', 'main', 'run_command']
+           'add_archive_option', 'add_remote_option', 'use_remote', 'add_junit_option', 'add_timeout_option',
+           'command_group', 'add_command', 'archive_of', 'plugin_sections', 'build_parser', 'reader_gone', 'main',
+           'run_command']
 
 # %% ../../nbs/cli/50_cli.ipynb #96b97b83
 import argparse
@@ -50,6 +51,18 @@ def metrics_text(metrics: dict, limit: int = 4) -> str:
 def add_archive_option(parser: argparse.ArgumentParser):
     "Give `parser` the `--archive PATH` option every archive-reading command has."
     parser.add_argument("--archive", metavar="PATH", help="run archive (default: $MLKIT_ARCHIVE, else the project's)")
+
+# %% ../../nbs/cli/50_cli.ipynb #5e7a0c02
+def add_remote_option(parser: argparse.ArgumentParser):
+    "Give `parser` the `--remote NAME` option of the commands that run jobs."
+    parser.add_argument("--remote", metavar="NAME", help="after a local cache miss, ask this remote's run cache")
+
+
+def use_remote(args):
+    "Let every run this command starts ask the remote that `--remote` names (through `$MLKIT_CACHE_REMOTE`)."
+    if getattr(args, "remote", None):
+        from mlkit.remotes import CACHE_REMOTE_ENV, get_remote
+        os.environ[CACHE_REMOTE_ENV] = get_remote(args.remote).name
 
 # %% ../../nbs/cli/50_cli.ipynb #78e4dfe3
 def add_junit_option(parser: argparse.ArgumentParser):
@@ -98,7 +111,8 @@ def archive_of(args):
 
 # %% ../../nbs/cli/50_cli.ipynb #a7c1d021
 COMMAND_MODULES = ["mlkit.cli.runs", "mlkit.cli.pipeline", "mlkit.cli.models", "mlkit.cli.contract",
-                   "mlkit.cli.sweep", "mlkit.cli.report", "mlkit.cli.data", "mlkit.cli.serve"]
+                   "mlkit.cli.sweep", "mlkit.cli.report", "mlkit.cli.data", "mlkit.cli.serve",
+                   "mlkit.cli.remote"]
 COMMANDS_ENTRY_POINTS = "mlkit.commands"
 
 

@@ -23,8 +23,17 @@ def _open_registry(archive):
 def command_models_register(args) -> int:
     "mlkit models register NAME --run RUN."
     registry = _open_registry(args.archive)
-    entry = registry.register(args.name, registry.archive.get_run(args.run), artifact=args.artifact,
-                              note=args.note or "manual")
+    run = registry.archive.get_run(args.run)
+    if args.remote:  # the run goes to the remote first, then a version number is claimed there
+        from mlkit.remote_registry import RemoteRegistry
+        from mlkit.remotes import get_remote
+        from mlkit.transfer import push
+        remote = get_remote(args.remote)
+        push(registry.archive, remote, [run], progress=False)
+        entry = RemoteRegistry(remote).register(args.name, run, note=args.note or "manual")
+        print(f"registered {entry['name']} v{entry['version']} from run {entry['run_id']} on {remote.name}")
+        return 0
+    entry = registry.register(args.name, run, artifact=args.artifact, note=args.note or "manual")
     print(f"registered {entry.name} v{entry.version} from run {entry.run_id}")
     return 0
 
@@ -36,6 +45,7 @@ def _add_models_register(models):
     model_register.add_argument("--note", help="a note kept with the version")
     model_register.add_argument("--artifact", default="model.skops", metavar="NAME",
                                 help="the run's model file (default model.skops; `mlkit.log_model(m, name)` saves NAME.skops)")
+    model_register.add_argument("--remote", metavar="NAME", help="register in this remote's registry")
 
 # %% ../../nbs/cli/53_models.ipynb #b2c0a046
 def _alias_names(current: dict, version: int) -> str:
@@ -100,9 +110,16 @@ def _alias_move_line(event: dict, why: str) -> str:
 def command_models_promote(args) -> int:
     "mlkit models promote NAME VERSION [--alias A]."
     from mlkit.registry import promote
-    event = promote(_open_registry(args.archive), args.name, args.version, args.alias, reason=args.reason or "manual")
+    if args.remote:
+        from mlkit.remote_registry import RemoteRegistry, remote_promote
+        from mlkit.remotes import get_remote
+        event = remote_promote(RemoteRegistry(get_remote(args.remote)), args.name, args.version, args.alias,
+                               reason=args.reason or "manual")
+    else:
+        event = promote(_open_registry(args.archive), args.name, args.version, args.alias,
+                        reason=args.reason or "manual")
     print(_alias_move_line(event, event["reason"]))
-    return 0
+    return 0 if event["to_version"] == args.version else 1
 
 
 def _add_models_promote(models):
@@ -111,6 +128,7 @@ def _add_models_promote(models):
     model_promote.add_argument("version", type=int)
     model_promote.add_argument("--alias", default="champion")
     model_promote.add_argument("--reason", help="why (kept in the history)")
+    model_promote.add_argument("--remote", metavar="NAME", help="move the alias in this remote's registry")
 
 # %% ../../nbs/cli/53_models.ipynb #4b5c5c15
 def command_models_rollback(args) -> int:
@@ -140,7 +158,12 @@ def _history_table(events: list) -> str:
 def command_models_history(args) -> int:
     "mlkit models history NAME: every alias move."
     from mlkit.registry import history
-    events = history(_open_registry(args.archive), args.name, args.alias)
+    if args.remote:
+        from mlkit.remote_registry import RemoteRegistry, remote_history
+        from mlkit.remotes import get_remote
+        events = remote_history(RemoteRegistry(get_remote(args.remote)), args.name, args.alias)
+    else:
+        events = history(_open_registry(args.archive), args.name, args.alias)
     emit(args, events, lambda: _history_table(events))
     return 0
 
@@ -149,6 +172,7 @@ def _add_models_history(models):
     model_history = add_command(models, "history", command_models_history, "every alias move", json="print JSON")
     model_history.add_argument("name")
     model_history.add_argument("--alias", help="one alias")
+    model_history.add_argument("--remote", metavar="NAME", help="the history in this remote's registry")
 
 # %% ../../nbs/cli/53_models.ipynb #189ebaee
 def add_commands(commands):

@@ -10,7 +10,7 @@ __all__ = ['command_pipeline_run', 'command_pipeline_status', 'add_commands']
 # %% ../../nbs/cli/54_pipeline.ipynb #f63a7ef5
 import time
 
-from . import add_command, add_junit_option, archive_of, command_group, emit, say
+from . import add_command, add_junit_option, add_remote_option, archive_of, command_group, emit, say, use_remote
 from ..text_tables import format_table
 
 # %% ../../nbs/cli/54_pipeline.ipynb #c3d0a003
@@ -53,6 +53,7 @@ def command_pipeline_run(args) -> int:
     "mlkit pipeline run: run the stages, then summarize."
     from mlkit.ci_report import publish_ci
     from mlkit.pipeline_run import run_pipeline
+    use_remote(args)
     began = time.monotonic()
     pipeline, results, record = run_pipeline(args.file, archive=args.archive, force=args.force,
                                              announce=None if args.json else say, max_workers=args.max_workers,
@@ -82,6 +83,7 @@ def _add_pipeline_run(pipeline):
                     "or waits for it with --wait. A killed run never leaves the lock behind.")
     pipeline_run.add_argument("--file", metavar="FILE.yaml", help="pipeline file (default params/pipeline.yaml)")
     pipeline_run.add_argument("--force", action="store_true", help="execute every stage, even cached ones")
+    add_remote_option(pipeline_run)
     pipeline_run.add_argument("--max-workers", type=int, default=1, metavar="N", help="stages at once (default 1)")
     pipeline_run.add_argument("--executor", choices=["local", "dask"], default="local", help="where stages run")
     pipeline_run.add_argument("--address", metavar="tcp://HOST:PORT", help="Dask scheduler (default: a local cluster)")

@@ -13,14 +13,16 @@ __all__ = ['run_summary_line', 'failure_line', 'show_progress', 'parameter_rows'
 import argparse
 import sys
 
-from . import add_command, add_junit_option, add_timeout_option, archive_of, command_group, emit, metrics_text, say
+from . import (add_command, add_junit_option, add_remote_option, add_timeout_option, archive_of, command_group,
+                       emit, metrics_text, say, use_remote)
 from ..text_tables import format_cell, format_table
 
 # %% ../../nbs/cli/51_runs.ipynb #7e6c9fff
 def run_summary_line(run) -> str:
     "One line for a finished run."
     duration = f"{run.duration_s:.2f}s" if run.duration_s is not None else "-"
-    cached = " (cached)" if run.cached else ""
+    source = getattr(run, "cached_from", None)
+    cached = f" (cached from {source})" if source else " (cached)" if run.cached else ""
     return f"{run.status}{cached}  {run.job}  {run.id}  {duration}  {metrics_text(run.metrics)}".rstrip()
 
 # %% ../../nbs/cli/51_runs.ipynb #0eb4d905
@@ -73,12 +75,14 @@ def command_run(args) -> int:
     "mlkit run JOB: execute a job notebook and archive the run."
     from mlkit.ci_report import publish_ci, run_case
     from mlkit.runner import run
+    use_remote(args)
     result = run(args.job, archive=args.archive, param_files=args.param_file or (), yaml_text=args.yaml,
                  cli_params=[tuple(pair) for pair in args.parameters or ()], timeout=args.timeout,
                  kernel=args.kernel, cwd=args.cwd, use_default_params=not args.no_default_params,
                  force=args.force, announce=None if args.json else say, log_output=args.log_output,
                  progress_bar=show_progress(args))
-    emit(args, {**result.manifest, "cached": result.cached, "path": str(result.path)},
+    emit(args, {**result.manifest, "cached": result.cached, "cached_from": getattr(result, "cached_from", None),
+                "path": str(result.path)},
          f"{run_summary_line(result)}\narchived: {result.path}")
     publish_ci(f"mlkit run {result.job}", result.job, [run_case(result)], args.junit_xml)
     if not result.succeeded:
@@ -105,6 +109,7 @@ def _add_run(commands):
     run.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=None,
                      help="a progress bar over the cells (default: when stderr is a terminal)")
     add_junit_option(run)
+    add_remote_option(run)
 
 # %% ../../nbs/cli/51_runs.ipynb #c32a0019
 _LIST_HEADERS = ["id", "job", "status", "started (UTC)", "duration_s", "metrics"]
@@ -257,6 +262,8 @@ def _add_runs_reindex(runs):
 def command_runs_verify(args) -> int:
     "mlkit runs verify [RUN]: check manifests, recorded files and the index; exit 1 on any problem."
     from mlkit.verify import verify
+    if args.remote:
+        return _verify_remote(args)
     store = archive_of(args)
     problems = verify(store, args.run)
     text = (format_table([[p["check"], p["run"] or "-", p["problem"]] for p in problems], ["check", "run", "problem"],
@@ -266,10 +273,24 @@ def command_runs_verify(args) -> int:
     return 1 if problems else 0
 
 
+def _verify_remote(args) -> int:
+    "mlkit runs verify --remote NAME: the same checks on a remote's runs."
+    from mlkit.remotes import get_remote
+    from mlkit.transfer import verify_remote
+    remote = get_remote(args.remote)
+    problems = verify_remote(remote, args.run)
+    text = (format_table([[p["check"], p["run"], p["problem"]] for p in problems], ["check", "run", "problem"],
+                         max_width=100) + f"\n{len(problems)} problem(s) on {remote.describe()}" if problems
+            else f"ok: {'run ' + args.run if args.run else 'every run'} on {remote.describe()} verified")
+    emit(args, {"remote": remote.name, "run": args.run, "ok": not problems, "problems": problems}, text)
+    return 1 if problems else 0
+
+
 def _add_runs_verify(runs):
     check = add_command(runs, "verify", command_runs_verify, "check manifests, recorded files (sha256) and the index",
                         json="print JSON")
     check.add_argument("run", nargs="?", help="only this run (id or unique prefix)")
+    check.add_argument("--remote", metavar="NAME", help="check this remote's runs instead")
 
 # %% ../../nbs/cli/51_runs.ipynb #7cb2268e
 def command_runs_pin(args) -> int:

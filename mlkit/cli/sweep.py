@@ -10,7 +10,8 @@ __all__ = ['parse_grid_option', 'command_sweep_run', 'command_sweep_list', 'comm
 # %% ../../nbs/cli/56_sweep.ipynb #007e123a
 import yaml
 
-from . import add_command, add_junit_option, add_timeout_option, archive_of, command_group, emit, say
+from . import (add_command, add_junit_option, add_remote_option, add_timeout_option, archive_of, command_group,
+                       emit, say, use_remote)
 from ..errors import UsageError
 from ..text_tables import format_table
 
@@ -34,6 +35,7 @@ def command_sweep_run(args) -> int:
     "mlkit sweep run [JOB]: run the points, print the ranked table (or the record as JSON)."
     from mlkit.ci_report import publish_ci
     from mlkit.sweep import sweep
+    use_remote(args)
     grid = dict(parse_grid_option(text) for text in args.grid or ())
     result = sweep(args.job, grid=grid, file=args.file, cli_params=[tuple(p) for p in args.parameters or ()],
                    metric=args.metric, goal=args.goal, max_workers=args.max_workers, executor=args.executor,
@@ -107,6 +109,7 @@ def _add_sweep_run(sweeps):
     run.add_argument("--max-points", type=int, metavar="N", help="refuse sweeps of more points (default 10000)")
     run.add_argument("--force", action="store_true", help="execute every point, even cached ones")
     add_junit_option(run)
+    add_remote_option(run)
 
 # %% ../../nbs/cli/56_sweep.ipynb #2817af4a
 def add_commands(commands):
