@@ -210,7 +210,8 @@ def rank_points(points: list, metric: str | None, goal: str = "maximize") -> lis
         raise UsageError(f"goal must be maximize or minimize, got {goal!r}")
     scored = [p for p in points if p.status == "succeeded" and metric and p.metrics.get(metric) is not None]
     rest = [p for p in points if p not in scored]
-    scored.sort(key=lambda p: p.metrics[metric], reverse=goal == "maximize")
+    sign = -1 if goal == "maximize" else 1  # ties keep the points' order, whatever order they finished in
+    scored.sort(key=lambda p: (sign * p.metrics[metric], p.point))
     return scored + sorted(rest, key=lambda p: (p.status != "succeeded", p.point))
 
 # %% ../nbs/44_sweep.ipynb #e7662f47

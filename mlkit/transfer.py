@@ -23,7 +23,7 @@ from .archive import DAMAGED, MANIFEST_FILE, Archive, Run
 from .cache import cache_key, current_inputs
 from .config import Project
 from .errors import UsageError
-from .index import index_row, write_index
+from .run_index import index_row, write_index
 from .jsonio import dump_json
 from .objects import check_object, object_path, open_state
 from .remotes import Remote, RemoteError, cache_remote_name, get_remote, push_mode, remote_error

@@ -184,6 +184,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt as error:
         say(f"interrupted: {error}" if str(error) else "interrupted")
         return 1
+    except BrokenPipeError:
+        return reader_gone()
 
 # %% ../../nbs/cli/50_cli.ipynb #d9f0196b
 def run_command(handler, argv: list) -> tuple:
