@@ -81,7 +81,18 @@ def defined_names(source: str) -> list:
             names += [f"{node.name}.{item.name}" for item in node.body
                       if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-        names += [target.id for target in targets if isinstance(target, ast.Name)]
+        names += assigned_names(targets)
+    return names
+
+
+def assigned_names(targets: list) -> list:
+    """The plain names a statement assigns to, unpacking tuples (`A, B = 1, 2` assigns A and B)."""
+    names = []
+    for target in targets:
+        if isinstance(target, ast.Name):
+            names.append(target.id)
+        elif isinstance(target, ast.Tuple | ast.List):
+            names += assigned_names(target.elts)
     return names
 
 
@@ -222,7 +233,7 @@ def module_defines(module_name: str) -> frozenset:
             names.add(node.name)
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names.update(t.id for t in targets if isinstance(t, ast.Name))
+            names.update(assigned_names(targets))
     return frozenset(names)
 
 
