@@ -86,6 +86,15 @@ def thread_limits(workers: int, cores: int | None = None) -> dict:
     return {name: str(share) for name in THREAD_VARIABLES if name not in os.environ}
 
 # %% ../nbs/33_executors.ipynb #6fc31159
+def _load_execution_stack():
+    "Import what kernels and papermill need, once, before worker threads start: threads importing them at once can meet a module half initialized."
+    import importlib
+    from mlkit.engine import import_papermill
+    for name in ("jupyter_client.kernelspec", "jupyter_client.manager"):
+        importlib.import_module(name)
+    import_papermill()
+
+
 class LocalExecutor:
     "At most `max_workers` jobs at once on this machine, each job's kernel in its own process."
 
@@ -94,6 +103,7 @@ class LocalExecutor:
     def __init__(self, max_workers: int | None = None, launch_ahead: bool = True):
         self.max_workers = _worker_count(max_workers)
         self.launch_ahead = launch_ahead
+        _load_execution_stack()
         self._pool = concurrent.futures.ThreadPoolExecutor(self.max_workers, thread_name_prefix="mlkit-job")
         self._lock = threading.Lock()
         self._waiting = []  # tasks submitted and not started, in order
