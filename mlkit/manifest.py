@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import shutil
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def check_job_name(name: str) -> str:
 # %% ../nbs/09_manifest.ipynb #a5c0de19
 def write_json_atomic(path: Path, data):
     "Write `data` as JSON to `path` through a temporary file and a rename."
-    temporary = path.with_name(path.name + ".tmp")
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer
     temporary.write_text(dump_json(data, indent=2) + "\n", encoding="utf-8")
     os.replace(temporary, path)
 

@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -259,7 +260,7 @@ def recorded_environment(root, kernel_name: str | None = None) -> dict:
     facts = {**environment(), "lock": store_environment(root, kernel_name)}
     if kept and facts["lock"]:
         memo.parent.mkdir(parents=True, exist_ok=True)
-        temporary = memo.with_suffix(f".{os.getpid()}.tmp")
+        temporary = memo.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")  # threads of one sweep write it too
         temporary.write_text(json.dumps(facts), encoding="utf-8")
         os.replace(temporary, memo)
     return facts
