@@ -10,19 +10,46 @@ __all__ = ['Run', 'get_run', 'list_runs', 'JobFailed', 'MlkitError', 'ParameterE
            'log_upstream', 'log_value', 'project_path', 'reproduce', 'run', 'runs_frame', 'sweep']
 
 # %% ../nbs/99_package.ipynb #7939cad0
+import importlib
+import sys
+import types
+
 __version__ = "0.1.0"
 
-from .archive import Run, get_run, list_runs
-from .errors import JobFailed, MlkitError, ParameterError, UsageError
-from .config import project_path
-from .record import (log_alert, log_artifact, log_figure, log_input, log_metric, log_model, log_outcome,
-                          log_table, log_upstream, log_value)
-from .registry import upstream
-from .compare import runs_frame
-from .reproduce import reproduce
-from .runner import run
-from .sweep import sweep
+_RECORDING = ("log_alert", "log_artifact", "log_figure", "log_input", "log_metric", "log_model", "log_outcome",
+              "log_table", "log_upstream", "log_value")
+_HOMES = {"Run": "archive", "get_run": "archive", "list_runs": "archive", "JobFailed": "errors",
+          "MlkitError": "errors", "ParameterError": "errors", "UsageError": "errors", "project_path": "config",
+          "upstream": "registry", "runs_frame": "compare", "reproduce": "reproduce", "run": "runner",
+          "sweep": "sweep", **{name: "record" for name in _RECORDING}}
 
 _all_ = ["Run", "get_run", "list_runs", "JobFailed", "MlkitError", "ParameterError", "UsageError", "log_alert",
          "upstream", "log_artifact", "log_figure", "log_input", "log_metric", "log_model", "log_outcome", "log_table",
          "log_upstream", "log_value", "project_path", "reproduce", "run", "runs_frame", "sweep"]
+
+# %% ../nbs/99_package.ipynb #a1b2c3d5
+def __getattr__(name: str):
+    "Load public name `name` from its home module the first time it is used (PEP 562)."
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'mlkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"mlkit.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    "The package's names, loaded or not (for completion in JupyterLab)."
+    return sorted(set(globals()) | set(_HOMES))
+
+# %% ../nbs/99_package.ipynb #a1b2c3d7
+class _Package(types.ModuleType):
+    "The `mlkit` module type: a submodule named like a public function never replaces that function."
+
+    def __setattr__(self, name, value):
+        if isinstance(value, types.ModuleType) and _HOMES.get(name) == name:
+            return  # `from mlkit.sweep import ...` still works: it reads sys.modules, not this attribute
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

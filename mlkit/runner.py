@@ -10,7 +10,6 @@ __all__ = ['HEADLESS_BACKEND', 'JobInterrupted', 'interruptible', 'Attempt', 'ex
 
 # %% ../nbs/29_runner.ipynb #b004e3d6
 import json
-import logging
 import os
 import signal
 import threading
@@ -23,7 +22,6 @@ import yaml
 
 from .archive import SCHEMA_VERSION, Archive, Run, disk_full_guard, iso, new_run_id, utc_now
 from .cache import cache_base, cache_enabled, cache_key, find_cached, located_inputs
-from .transfer import cached_note, push_on_success, remote_cache_hit
 from .config import ARCHIVE_ENV, RUN_DIR_ENV
 from .engine import import_papermill
 from .errors import UsageError
@@ -34,7 +32,7 @@ from .kernels import check_kernel
 from .normalize import output_sha256
 from .prepare import PreparedJob, check_timeout, prepare
 from .record import recorded_alerts, recorded_inputs, recorded_upstream, uncacheable_reasons
-from .snapshots import recorded_environment, snapshot_env
+from .remotes import cache_remote_name
 
 # %% ../nbs/29_runner.ipynb #24127154
 class JobInterrupted(KeyboardInterrupt):
@@ -115,6 +113,7 @@ HEADLESS_BACKEND = "module://matplotlib_inline.backend_inline"
 
 def _kernel_env(job: PreparedJob, staging: Path, run_id: str, archive_root: Path) -> dict:
     "The kernel's environment: this process's, plus where the run records and is archived, and a headless backend."
+    from mlkit.snapshots import snapshot_env
     return {**os.environ, RUN_DIR_ENV: str(staging), "MLKIT_RUN_ID": run_id, "MLKIT_JOB": job.job,
             ARCHIVE_ENV: str(archive_root), "MPLBACKEND": HEADLESS_BACKEND,
             **snapshot_env(job.project.settings, job.settings), **job.env}
@@ -134,6 +133,7 @@ def _launch_kernel(manager, job: PreparedJob, env: dict, staging: Path):
 # %% ../nbs/29_runner.ipynb #9e1a0b49
 def _execution_manager(job: PreparedJob, staging: Path):
     "papermill's execution manager for the parameterized notebook, started."
+    import logging
     NotebookExecutionManager = import_papermill().NotebookExecutionManager
     logging.getLogger("papermill").addHandler(logging.NullHandler())
     nb_manager = NotebookExecutionManager(_load_parameterized(job, staging), output_path=None, progress_bar=job.progress_bar,
@@ -343,6 +343,7 @@ def build_manifest(job: PreparedJob, run_id: str, staging: Path, attempt: Attemp
 # %% ../nbs/29_runner.ipynb #9e1a0b87
 def _gather_facts(project_root: Path, facts: dict, archive_root: Path | None = None, kernel_name: str | None = None):
     "Fill `facts` with the git state and environment, the kernel's package set stored in `archive_root` (a thread's work)."
+    from mlkit.snapshots import recorded_environment
     facts["git"] = git_state(project_root)
     facts["environment"] = environment() if archive_root is None else recorded_environment(archive_root, kernel_name)
 
@@ -415,13 +416,19 @@ def run(job, params: dict | None = None, *, archive=None, param_files=(), yaml_t
     store = Archive(prepared.project.archive_dir(archive))
     if not force and cache_enabled(prepared.project.settings, prepared.settings):
         base = job_cache_base(prepared)
-        hit = (find_cached(store, prepared.job, base, root=prepared.project.root)
-               or remote_cache_hit(store, prepared, base, remote))
+        hit, note = find_cached(store, prepared.job, base, root=prepared.project.root), ""
+        if hit is None and cache_remote_name(prepared.project, remote):  # transfers load only with a remote
+            from mlkit.transfer import cached_note, remote_cache_hit
+            hit = remote_cache_hit(store, prepared, base, remote)
+            note = cached_note(hit) if hit is not None else ""
         if hit is not None:
             if announce:
-                announce(f"cache hit: {prepared.job} already ran with these inputs as run {hit.id}{cached_note(hit)}")
+                announce(f"cache hit: {prepared.job} already ran with these inputs as run {hit.id}{note}")
             return hit
     extra = {"upstream": list(upstream)} if upstream else None
     launched = launch_ahead(prepared, store) if timeout is None or timeout > 0 else None  # boots while papermill loads
     done = execute(prepared, store, timeout=timeout, extra=extra, announce=announce, launched=launched)
-    return push_on_success(store, prepared.project, done, remote)
+    if cache_remote_name(prepared.project, remote):
+        from mlkit.transfer import push_on_success
+        push_on_success(store, prepared.project, done, remote)
+    return done

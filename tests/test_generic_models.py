@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
@@ -84,3 +86,33 @@ def test_the_same_model_saved_twice_has_one_sha256(tmp_path):
     assert sha[0] == sha[1] and len(sha[0]) == 64
     assert json.loads((tmp_path / "1.json").read_text())["sha256"] == sha[0]
 
+
+
+def test_a_scoring_error_inside_a_batch_fails_only_its_own_request(served_bc, monkeypatch):
+    project, _ = served_bc
+    app = create_app("bc:1", archive=project.archive, plugins=[], max_batch_delay=0.2)  # requests wait to batch
+    served = app.state.mlkit.holder.current
+    predict, batch_sizes = served.predict, []
+
+    def fails_on_99(frame):
+        batch_sizes.append(len(frame))
+        if (frame["mean radius"] == 99.0).any():
+            raise RuntimeError("secret internals")
+        return predict(frame)
+
+    monkeypatch.setattr(served, "predict", fails_on_99)
+    bodies = [{"dataframe_records": [{"mean radius": 10.0 + i, "mean texture": 19.0}] * (1 + i % 2)} for i in range(5)]
+    bodies.insert(2, {"dataframe_records": [{"mean radius": 99.0, "mean texture": 19.0}]})
+    with TestClient(app) as client, ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(lambda body: client.post("/invocations", json=body), bodies))
+    assert max(batch_sizes) > 2  # the requests were scored together before the failing one was found
+    assert [answer.status_code for answer in answers] == [200, 200, 500, 200, 200, 200]
+    failed = answers[2]
+    assert failed.headers["x-request-id"] in failed.json()["error"]["message"] and "secret" not in failed.text
+    for body, answer in zip(bodies, answers, strict=True):
+        if answer.status_code == 200:  # the same predictions as the request scored alone
+            alone = predict(pd.DataFrame(body["dataframe_records"]))
+            assert answer.json()["predictions"] == pytest.approx(list(alone), abs=1e-12)
+    logged = read_log(log_folder(project.archive, "bc"))
+    assert sorted(logged["status"]) == [200] * 5 + [500]
+    assert failed.headers["x-request-id"] in set(logged["request_id"][logged["status"] == 500])

@@ -110,9 +110,10 @@ def archive_of(args):
     return open_archive(args.archive)
 
 # %% ../../nbs/cli/50_cli.ipynb #a7c1d021
-COMMAND_MODULES = ["mlkit.cli.runs", "mlkit.cli.pipeline", "mlkit.cli.models", "mlkit.cli.contract",
-                   "mlkit.cli.sweep", "mlkit.cli.report", "mlkit.cli.data", "mlkit.cli.serve",
-                   "mlkit.cli.remote"]
+COMMAND_MODULES = {"mlkit.cli.runs": ("run", "params", "runs", "reproduce"), "mlkit.cli.pipeline": ("pipeline",),
+                   "mlkit.cli.models": ("models",), "mlkit.cli.contract": ("contract",), "mlkit.cli.sweep": ("sweep",),
+                   "mlkit.cli.report": ("report", "ui"), "mlkit.cli.data": ("data", "gc", "env"),
+                   "mlkit.cli.serve": ("serve", "serving"), "mlkit.cli.remote": ("remote", "push", "pull")}
 COMMANDS_ENTRY_POINTS = "mlkit.commands"
 
 
@@ -148,14 +149,23 @@ def _plugins_can_matter(commands, argv) -> bool:
     return chosen is None or any(isinstance(a, argparse._SubParsersAction) for a in chosen._actions)
 
 
+def _modules_for(argv) -> list:
+    "The command modules `argv` needs: the one that adds its first word, else all (help, a plugin's command, a typo)."
+    named = [module for module, names in COMMAND_MODULES.items() if argv and argv[0] in names]
+    return named or list(COMMAND_MODULES)
+
+
 def build_parser(argv=None) -> argparse.ArgumentParser:
     "The `mlkit` argument parser: mlkit's command groups, then those installed packages add (if they can matter to `argv`)."
     parser = argparse.ArgumentParser(prog="mlkit", description="Notebooks as versioned, reproducible jobs.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMAND_MODULES:
+    needed = list(COMMAND_MODULES) if argv is None else _modules_for(argv)
+    for module in needed:
         importlib.import_module(module).add_commands(commands)
     if argv is None or _plugins_can_matter(commands, argv):
+        for module in (module for module in COMMAND_MODULES if module not in needed):  # plugins add to any group
+            importlib.import_module(module).add_commands(commands)
         parser.epilog = plugin_sections(_add_plugin_commands(commands)) or None
     return parser
 

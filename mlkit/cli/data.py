@@ -16,9 +16,6 @@ from pathlib import Path
 from ..archive import Archive
 from . import add_command, archive_of, command_group, say
 from ..errors import MlkitError, UsageError
-from ..gc import collect_garbage, plan_gc
-from ..objects import object_path, read_object
-from ..snapshots import dockerfile_text, input_objects, requirements_text, restore_input
 from ..text_tables import format_table
 
 # %% ../../nbs/cli/57_data.ipynb #e7091ba2
@@ -35,6 +32,8 @@ def _checkout_name(record: dict, taken: set) -> str:
 
 def checkout_inputs(store: Archive, run_id: str, target) -> list:
     "Write the snapshotted inputs of run `run_id` into folder `target`; one `[input, written to or why not]` each."
+    from mlkit.objects import object_path
+    from mlkit.snapshots import input_objects, restore_input
     found = store.get_run(run_id)
     target, taken, rows = Path(target), set(), []
     if target.is_symlink() and not target.exists():
@@ -78,6 +77,7 @@ def parse_age(text: str) -> timedelta:
 # %% ../../nbs/cli/57_data.ipynb #789e9d58
 def command_gc(args) -> int:
     "mlkit gc: release the snapshots of runs not kept and delete unreferenced objects (dry run without --yes)."
+    from mlkit.gc import collect_garbage, plan_gc
     store = archive_of(args)
     plan = plan_gc(store, parse_age(args.older_than), args.keep_last)
     verb = "deleted" if args.yes else "would delete"
@@ -100,6 +100,8 @@ def _add_gc(commands):
 # %% ../../nbs/cli/57_data.ipynb #eba8cbc8
 def command_env(args) -> int:
     "mlkit env RUN: the run's environment as a pinned requirements file or a Dockerfile."
+    from mlkit.objects import read_object
+    from mlkit.snapshots import dockerfile_text, requirements_text
     found = archive_of(args).get_run(args.run)
     lock = (found.manifest.get("environment") or {}).get("lock")
     if not lock:
