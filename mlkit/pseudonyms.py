@@ -61,8 +61,8 @@ def pseudonymized_columns(columns: dict, key: bytes, features=()) -> dict:
 
 # %% ../nbs/08_pseudonyms.ipynb #801c9275
 def names_people(contract: dict | None) -> bool:
-    "Whether rows checked by `contract` may name people: no contract, open columns, or an identifier or PII column."
-    if contract is None or contract.get("allow_extra_columns", False):
+    "Whether rows checked by `contract` may name people: no contract, open columns, an identifier or PII column, or identifiers in the data the model came from."
+    if contract is None or contract.get("allow_extra_columns", False) or contract.get("lineage_identifiers"):
         return True
     keys = set(contract.get("key") or [])
     return any(is_identifier(name) or name in keys or (spec or {}).get("pii")

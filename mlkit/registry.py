@@ -122,6 +122,7 @@ class Registry:
 
     def register(self, name: str, run: Run, artifact: str = "model.skops", note: str = "") -> ModelVersion:
         "Register `run`'s artifact `artifact` as the next version of `name` (the existing one if its sha256 is known)."
+        from mlkit.signatures import version_signature  # reads tables (pandas): only when registering
         check_name("model", name)
         record = _model_record(run, artifact)
         if Path(artifact).suffix.lower() in (".skops", *PICKLE_SUFFIXES):  # formats mlkit loads: must load later
@@ -136,7 +137,8 @@ class Registry:
             version = connection.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?",
                                          (name,)).fetchone()[0]
             entry = ModelVersion(name=name, version=version, run_id=run.id, artifact=record["path"],
-                                 sha256=record["sha256"], metrics=dict(run.metrics), contract=_run_contract(run),
+                                 sha256=record["sha256"], metrics=dict(run.metrics),
+                                 contract=_run_contract(run) or version_signature(run, self.archive, record["path"]),
                                  created_at=iso(utc_now()), note=note)
             _insert_version(connection, asdict(entry))
             folder = self._mirror(name)

@@ -62,7 +62,11 @@ def _model_features(model, run) -> list:
 
 # %% ../nbs/31_scoring.ipynb #7082f2d7
 def served_contract(entry, run) -> tuple:
-    "`(contract, its file record)` of registered version `entry`: its data contract, else its input signature."
+    "`(contract, its record)` of registered version `entry`: its data contract, else its input signature."
+    registered = entry.contract or {}
+    if registered.get("signature"):  # recorded at registration: the lineage's identifiers go with it
+        contract = {**signature_contract(registered["signature"]), "lineage_identifiers": registered.get("identifiers", [])}
+        return contract, {"signature": registered.get("from")}
     contract, contract_file = _registered_contract(entry, run)
     signature = run.path / Path(entry.artifact).with_suffix(".signature.json")
     if contract is None and signature.is_file():

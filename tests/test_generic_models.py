@@ -116,3 +116,37 @@ def test_a_scoring_error_inside_a_batch_fails_only_its_own_request(served_bc, mo
     logged = read_log(log_folder(project.archive, "bc"))
     assert sorted(logged["status"]) == [200] * 5 + [500]
     assert failed.headers["x-request-id"] in set(logged["request_id"][logged["status"] == 500])
+
+
+TRAIN_FROM_TABLE = """import mlkit, pandas as pd
+from sklearn.linear_model import LogisticRegression
+table = pd.read_csv(mlkit.log_input(mlkit.project_path("data/bc.csv")))
+X = table[["mean radius", "mean texture"]]
+mlkit.log_model(LogisticRegression(max_iter=500).fit(X, table["target"]), "bc")  # no signature given"""
+
+
+@pytest.mark.parametrize("extra_column", [None, "patient_id"])
+def test_a_signature_is_inferred_at_registration_from_the_training_table(project, monkeypatch, extra_column):
+    from sklearn.datasets import load_breast_cancer
+    table = load_breast_cancer(as_frame=True).frame[["mean radius", "mean texture", "target"]].head(200)
+    if extra_column:  # the data named people, though the model does not use the column
+        table.insert(0, extra_column, [f"p{i}" for i in range(len(table))])
+    (project.root / "data").mkdir(exist_ok=True)
+    table.to_csv(project.root / "data" / "bc.csv", index=False)
+    project.job("train_bc", None, TRAIN_FROM_TABLE)
+    run = project.run_json("train_bc", check=0)
+    assert "artifacts/bc.signature.json" not in [a["path"] for a in run["artifacts"]]
+    project.mlkit("models", "register", run["id"], "--artifact", "bc", "--name", "bc", check=0)
+    shown = json.loads(project.mlkit("models", "show", "bc:1", check=0).stdout)
+    assert shown["contract"]["from"].endswith("bc.csv") and shown["contract"]["identifiers"] == (
+        [extra_column] if extra_column else [])
+    assert [c["dtype"] for c in shown["contract"]["signature"]["columns"]] == ["float", "float"]
+    monkeypatch.delenv(PSEUDONYM_KEY_ENV, raising=False)
+    if extra_column:  # its lineage named people: no key, no serving
+        with pytest.raises(Exception, match="set MLKIT_PSEUDONYM_KEY"):
+            create_app("bc:1", archive=project.archive, plugins=[])
+        return
+    with TestClient(create_app("bc:1", archive=project.archive, plugins=[])) as client:
+        bad = client.post("/invocations", json={"dataframe_records": [{"mean radius": "abc", "mean texture": 19.0}]})
+        good = client.post("/invocations", json={"dataframe_records": [{"mean radius": 14.0, "mean texture": 19.0}]})
+    assert bad.status_code == 422 and "abc" not in bad.text and good.status_code == 200

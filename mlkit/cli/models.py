@@ -20,31 +20,44 @@ def _open_registry(archive):
     return Registry(open_archive(archive))
 
 # %% ../../nbs/cli/53_models.ipynb #11efebe3
+def _register_target(args, archive) -> tuple:
+    "`(model name, run, artifact file)` that `models register` names: `RUN [--name NAME]`, or `NAME --run RUN`."
+    from pathlib import Path
+    from mlkit.errors import UsageError
+    if args.run is not None and args.name is not None:
+        raise UsageError("give the model's name once: `models register RUN --name NAME` or `models register NAME --run RUN`")
+    run = archive.get_run(args.run if args.run is not None else args.target)
+    name = args.target if args.run is not None else (args.name or run.job)
+    artifact = args.artifact if Path(args.artifact).suffix else f"{args.artifact}.skops"
+    return name, run, artifact
+
+
 def command_models_register(args) -> int:
-    "mlkit models register NAME --run RUN."
+    "mlkit models register RUN [--artifact NAME] [--name MODEL]."
     registry = _open_registry(args.archive)
-    run = registry.archive.get_run(args.run)
+    name, run, artifact = _register_target(args, registry.archive)
     if args.remote:  # the run goes to the remote first, then a version number is claimed there
         from mlkit.remote_registry import RemoteRegistry
         from mlkit.remotes import get_remote
         from mlkit.transfer import push
         remote = get_remote(args.remote)
         push(registry.archive, remote, [run], progress=False)
-        entry = RemoteRegistry(remote).register(args.name, run, note=args.note or "manual")
+        entry = RemoteRegistry(remote).register(name, run, artifact=artifact, note=args.note or "manual")
         print(f"registered {entry['name']} v{entry['version']} from run {entry['run_id']} on {remote.name}")
         return 0
-    entry = registry.register(args.name, run, artifact=args.artifact, note=args.note or "manual")
+    entry = registry.register(name, run, artifact=artifact, note=args.note or "manual")
     print(f"registered {entry.name} v{entry.version} from run {entry.run_id}")
     return 0
 
 
 def _add_models_register(models):
     model_register = add_command(models, "register", command_models_register, "register a run's model as a new version")
-    model_register.add_argument("name")
-    model_register.add_argument("--run", required=True, help="train run id or unique prefix")
+    model_register.add_argument("target", metavar="RUN", help="the run (id or unique prefix) whose model to register")
+    model_register.add_argument("--artifact", default="model", metavar="NAME",
+                                help="the model the run logged: `mlkit.log_model(m, NAME)` (default model; or a file name)")
+    model_register.add_argument("--name", metavar="MODEL", help="the registered model's name (default: the run's job)")
+    model_register.add_argument("--run", help="the earlier form `models register NAME --run RUN`: RUN names the run")
     model_register.add_argument("--note", help="a note kept with the version")
-    model_register.add_argument("--artifact", default="model.skops", metavar="NAME",
-                                help="the run's model file (default model.skops; `mlkit.log_model(m, name)` saves NAME.skops)")
     model_register.add_argument("--remote", metavar="NAME", help="register in this remote's registry")
 
 # %% ../../nbs/cli/53_models.ipynb #b2c0a046
