@@ -90,7 +90,7 @@ def _load_execution_stack():
     "Import what kernels and papermill need, once, before worker threads start: threads importing them at once can meet a module half initialized."
     import importlib
     from mlkit.engine import import_papermill
-    for name in ("jupyter_client.kernelspec", "jupyter_client.manager"):
+    for name in ("jupyter_client.kernelspec", "jupyter_client.manager", "mlkit.snapshots", "mlkit.transfer"):
         importlib.import_module(name)
     import_papermill()
 
