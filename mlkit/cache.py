@@ -118,6 +118,8 @@ def _now_at(record: dict, root) -> str:
 
 def current_inputs(inputs: list, state=None, root=None) -> list | None:
     "The recorded `inputs` re-hashed now (through state `state`, under project `root`); None when one is missing."
+    if not inputs:
+        return []
     from mlkit.snapshots import current_sha256
     current = []
     for record in inputs:
@@ -144,21 +146,24 @@ def _candidate_folders(archive: Archive, job: str, base: str, limit: int) -> lis
 # %% ../nbs/28_cache.ipynb #8c0a1e32
 def find_cached(archive: Archive, job: str, base: str, limit: int = 20, root=None) -> Run | None:
     "The newest succeeded run of `job` with cache base `base` whose inputs (under project `root`) are unchanged."
-    from mlkit.objects import open_state
     if not archive.root.is_dir():  # a missing index is rebuilt from the run folders on first use
         return None
-    state = open_state(archive.root)
+    state = None  # the file-state table opens for the first candidate with inputs to re-hash
     try:
         for folder in _candidate_folders(archive, job, base, limit):
             try:
                 manifest = read_manifest(folder)
             except Exception:
                 continue
+            if manifest.get("inputs") and state is None:
+                from mlkit.objects import open_state
+                state = open_state(archive.root)
             inputs = current_inputs(manifest.get("inputs", []), state, root)
             if inputs is not None and cache_key(base, inputs) == manifest.get("cache_key"):
                 hit = Run(folder, manifest=manifest)
                 hit.cached = True
                 return hit
     finally:
-        state.close()
+        if state is not None:
+            state.close()
     return None

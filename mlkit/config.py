@@ -11,11 +11,9 @@ __all__ = ['ARCHIVE_ENV', 'RUN_DIR_ENV', 'DEFAULTS', 'URL_PATTERN', 'check_local
 # %% ../nbs/01_config.ipynb #9a6e70d3
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 from .errors import JobNotFoundError, UsageError
 
@@ -67,6 +65,7 @@ class Project:
 # %% ../nbs/01_config.ipynb #6854e87f
 def read_tool_settings(pyproject: Path) -> dict | None:
     "The `[tool.mlkit]` table of `pyproject` (None when absent); a malformed file is a `UsageError`."
+    import tomllib  # here, not at the top: a cache hit outside a project never pays for it
     try:
         data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
@@ -122,6 +121,7 @@ def project_path(path, start=None) -> Path:
 # %% ../nbs/01_config.ipynb #c0f2001c
 def read_yaml(path, what: str = "file", error=UsageError):
     "The data in YAML file `path`; an unreadable or invalid file raises `error` naming `what` and the path."
+    import yaml  # here, not at the top: a run without parameter files never pays for it
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")

@@ -15,7 +15,6 @@ import difflib
 import re
 from dataclasses import dataclass, field
 
-import yaml
 
 from .config import read_yaml
 from .errors import ParameterError
@@ -163,6 +162,7 @@ def check_mapping(data, origin: str) -> dict:
 # %% ../nbs/05_params.ipynb #9a3a0046
 def load_yaml_mapping(text: str, origin: str) -> dict:
     "The mapping in YAML `text`; anything else is a `ParameterError` naming `origin`."
+    import yaml
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:

@@ -12,8 +12,6 @@ import ast
 import re
 from dataclasses import dataclass
 
-import yaml
-
 # %% ../nbs/04_paramtypes.ipynb #cc394df4
 @dataclass(frozen=True)
 class ParamType:
@@ -270,6 +268,7 @@ def _parse_union(ptype: ParamType, text: str):
 # %% ../nbs/04_paramtypes.ipynb #9a3a0023
 def _parse_yaml(ptype: ParamType, text: str):
     "The value of YAML `text`, checked against `ptype`."
+    import yaml  # only for values that are not plain scalars: a run's start does not pay for it
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as error:

@@ -13,7 +13,6 @@ __all__ = ['EXTRAS', 'SECRET_WORDS', 'CACHE_REMOTE_ENV', 'PUSH_MODES', 'RemoteEr
 import json
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -187,6 +186,7 @@ def _toml_value(value) -> str:
 
 def _rewrite(pyproject: Path, text: str):
     "Write `text` into `pyproject` if it still parses and keeps `[tool.mlkit]`; else leave the file as it was."
+    import tomllib
     try:
         tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

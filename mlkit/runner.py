@@ -18,8 +18,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from .archive import SCHEMA_VERSION, Archive, Run, disk_full_guard, iso, new_run_id, utc_now
 from .cache import cache_base, cache_enabled, cache_key, find_cached, located_inputs
 from .config import ARCHIVE_ENV, RUN_DIR_ENV
@@ -370,6 +368,7 @@ def _execute_with_retry(job: PreparedJob, archive: Archive, run_id: str, deadlin
 # %% ../nbs/29_runner.ipynb #9e1a0b95
 def _write_run_files(job: PreparedJob, staging: Path):
     "Write `params.yaml` and, if the job logged no metric, an empty `metrics.json`."
+    import yaml
     (staging / "params.yaml").write_text(yaml.safe_dump(_plain(job.params), sort_keys=False), encoding="utf-8")
     if not (staging / "metrics.json").exists():
         (staging / "metrics.json").write_text("{}\n", encoding="utf-8")  # every run has one, maybe empty

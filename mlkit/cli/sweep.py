@@ -8,8 +8,6 @@ Docs: https://mlkit-dev.github.io/mlkit/cli/sweep.html.md"""
 __all__ = ['parse_grid_option', 'command_sweep_run', 'command_sweep_list', 'command_sweep_show', 'add_commands']
 
 # %% ../../nbs/cli/56_sweep.ipynb #007e123a
-import yaml
-
 from . import (add_command, add_junit_option, add_remote_option, add_timeout_option, archive_of, command_group,
                        emit, say, use_remote)
 from ..errors import UsageError
@@ -18,6 +16,7 @@ from ..text_tables import format_table
 # %% ../../nbs/cli/56_sweep.ipynb #ef2c6ee9
 def parse_grid_option(text: str) -> tuple:
     "`(name, values)` from `--grid NAME=VALUES` (comma-separated texts, or a YAML list)."
+    import yaml
     from mlkit.sweep import ParamText
     name, separator, values = text.partition("=")
     if not separator or not name.strip() or not values.strip():
