@@ -10,10 +10,9 @@ import httpx
 import pytest
 
 from mlkit.prediction_log import complete_lines, log_folder, read_log
-from mlkit.registry import Registry, promote
 
 from test_serving_app import attempts_rows, make_served_archive
-from test_serving_server import AUTH, Server
+from test_serving_server import AUTH, Server, promote_under_load
 
 CLIENTS = 16
 
@@ -146,19 +145,7 @@ def test_reload_under_batched_load_zero_failures(archive):
     try:
         server.wait_ready()
         loops = [threading.Thread(target=load, args=(out,)) for out in results]
-        for loop in loops:
-            loop.start()
-        try:
-            time.sleep(0.5)
-            promote(Registry(archive), "edtech", 2, reason="test")
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and not all(out and out[-1][1] == "2" for out in results):
-                time.sleep(0.05)
-            time.sleep(0.3)
-        finally:
-            stop.set()
-            for loop in loops:
-                loop.join(30)
+        promote_under_load(archive, loops, stop, results, seen_by=all, seconds=20)
         calls = model_calls(server)
     finally:
         assert server.stop() == 0

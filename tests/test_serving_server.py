@@ -85,6 +85,24 @@ def steady_load(server: Server, rows: list, stop: threading.Event, results: list
                 results.append((type(error).__name__, None))
 
 
+def promote_under_load(archive, loops, stop, results: list, seen_by=all, seconds: float = 20):
+    """Start the load `loops`, promote edtech v2 half a second in, wait (at most `seconds`) until `seen_by` of the
+    loops' `results` ended on version 2, then stop the loops (also when something failed)."""
+    for loop in loops:
+        loop.start()
+    try:
+        time.sleep(0.5)
+        promote(Registry(archive), "edtech", 2, reason="test")
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not seen_by(out and out[-1][1] == "2" for out in results):
+            time.sleep(0.05)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for loop in loops:
+            loop.join(30)
+
+
 def test_server_endpoints_hot_reload_under_load_tamper_and_sigterm(archive):
     server = Server(archive.root)
     try:
@@ -100,19 +118,7 @@ def test_server_endpoints_hot_reload_under_load_tamper_and_sigterm(archive):
 
         stop, results = threading.Event(), [[], []]
         loops = [threading.Thread(target=steady_load, args=(server, rows, stop, out)) for out in results]
-        for loop in loops:
-            loop.start()
-        try:
-            time.sleep(0.5)
-            promote(Registry(archive), "edtech", 2, reason="test")
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and not any(r and r[-1][1] == "2" for r in results):
-                time.sleep(0.05)
-            time.sleep(0.5)
-        finally:
-            stop.set()
-            for loop in loops:
-                loop.join(30)
+        promote_under_load(archive, loops, stop, results, seen_by=any, seconds=15)
         for out in results:
             assert out and all(status == 200 for status, _ in out), [r for r in out if r[0] != 200][:3]
             versions = [int(version) for _, version in out]
