@@ -20,6 +20,7 @@ from .pipeline import (Pipeline, Stage, StageResult, failure_note, load_pipeline
 from .prepare import prepare
 from .runner import run
 from .services import PipelineServices
+from .transfer import cached_note
 
 # %% ../nbs/34_pipeline_run.ipynb #e1a0c034
 def _run_stage(stage: Stage, runs: dict, archive: Path, force: bool, urls: dict | None = None) -> tuple:
@@ -29,14 +30,12 @@ def _run_stage(stage: Stage, runs: dict, archive: Path, force: bool, urls: dict 
     upstream_ids = list(dict.fromkeys(runs[name].id for name in stage.depends_on))
     began = time.monotonic()
     done = run(stage.job, params, archive=archive, force=force, upstream=upstream_ids)
-    result = StageResult(stage.name, stage.job, done.status, done.id, done.cached, round(time.monotonic() - began, 2))
-    result.note = stage_note(done) if done.succeeded else failure_note(done)
-    return result, done
+    return _stage_result(stage, done, began), done
 
 # %% ../nbs/34_pipeline_run.ipynb #2c247d20
 def stage_line(number: int, total: int, stage, result) -> str:
     "The line announcing that `stage` (number `number` of `total`) ended with `result`."
-    cached = " (cached)" if result.cached else ""
+    cached = cached_note(result) or (" (cached)" if result.cached else "")
     note = f" — {result.note}" if result.note else ""
     return (f"[{number}/{total}] {stage.name} ({stage.job}): {result.status}{cached} run {result.run_id} "
             f"in {result.seconds}s{note}")
@@ -46,6 +45,7 @@ def _stage_result(stage, run, began: float):
     "The `StageResult` of `stage` whose `run` is archived."
     result = StageResult(stage.name, stage.job, run.status, run.id, run.cached, round(time.monotonic() - began, 2))
     result.note = stage_note(run) if run.succeeded else failure_note(run)
+    result.cached_from = getattr(run, "cached_from", None)
     return result
 
 # %% ../nbs/34_pipeline_run.ipynb #e1a0c087
