@@ -9,12 +9,14 @@ __all__ = ['stage_line', 'ready_stages', 'run_stages', 'run_pipeline', 'check_st
 
 # %% ../nbs/34_pipeline_run.ipynb #116823d3
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from .archive import Archive, new_run_id, utc_now
 from .config import find_project, list_jobs
 from .errors import MlkitError, UsageError
 from .executors import PointTask, cache_hit, index_outcome, make_executor
+from .lease import remote_pipeline_lease
 from .pipeline import (Pipeline, Stage, StageResult, failure_note, load_pipeline, new_record_file, pipeline_lock,
                             skip_reason, stage_note, write_record)
 from .prepare import prepare
@@ -178,9 +180,10 @@ def run_pipeline(path=None, archive=None, force: bool = False, announce=None, ma
                          "--executor)")
     store = Archive(project.archive_dir(archive))
     say = announce or (lambda message: None)
-    with pipeline_lock(store, pipeline.name, wait=wait):
+    with pipeline_lock(store, pipeline.name, wait=wait), ExitStack() as held:
         started = utc_now()
         record = new_record_file(store, pipeline, started)
+        held.enter_context(remote_pipeline_lease(project, pipeline.name, record.stem, wait))  # the remote's, if any
         services = PipelineServices(pipeline.services, store.root, record.with_suffix(""))
 
         def progress(results, running):

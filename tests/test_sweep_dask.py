@@ -5,12 +5,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from mlkit.archive import Archive
+from processes import stop, wait_for
 
 DASK = str(Path(sys.executable).with_name("dask"))
 
@@ -19,16 +19,6 @@ def start(args, cwd: Path) -> subprocess.Popen:
     cwd.mkdir(parents=True, exist_ok=True)
     log = open(cwd / "process.log", "wb")
     return subprocess.Popen([DASK, *args], cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_for(condition, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
 
 
 @pytest.fixture
@@ -52,9 +42,7 @@ def cluster(tmp_path):
         yield address, workers
     finally:
         for process in reversed(processes):
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=10)
+            stop(process)
 
 
 def test_sweep_survives_a_worker_killed_mid_point(project, cluster):
@@ -73,9 +61,7 @@ def test_sweep_survives_a_worker_killed_mid_point(project, cluster):
         os.kill(victim.pid, signal.SIGKILL)
         out, err = sweep.communicate(timeout=120)
     finally:
-        if sweep.poll() is None:
-            sweep.kill()
-            sweep.wait(timeout=10)
+        stop(sweep)
     assert sweep.returncode == 0, err
     record = json.loads(out)
     assert sorted(p["values"]["x"] for p in record["points"]) == [1, 2, 3, 4, 5, 6]

@@ -80,7 +80,9 @@ def _add_pipeline_run(pipeline):
         pipeline, "run", command_pipeline_run, "run the stages of params/pipeline.yaml", json="print the stage results as JSON",
         description="Run a pipeline's stages. One pipeline runs at most once at a time per archive: while another "
                     "process runs it, this one is refused (exit 1, naming that process's pid, host and start time), "
-                    "or waits for it with --wait. A killed run never leaves the lock behind.")
+                    "or waits for it with --wait. A killed run never leaves the lock behind. With a remote (--remote or "
+                    "cache_remote), it also holds a lease there, so runners on other machines are refused or wait the "
+                    "same way; a killed runner's lease runs out ($MLKIT_PIPELINE_LEASE seconds, default 120).")
     pipeline_run.add_argument("--file", metavar="FILE.yaml", help="pipeline file (default params/pipeline.yaml)")
     pipeline_run.add_argument("--force", action="store_true", help="execute every stage, even cached ones")
     add_remote_option(pipeline_run)
