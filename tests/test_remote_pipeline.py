@@ -118,3 +118,17 @@ def test_a_lease_left_by_a_killed_runner_is_taken_over_by_exactly_one_runner_onc
     winner = racing[codes.index(0)]
     assert f"pid {winner.pid} on " in outcomes[codes.index(1)][1]  # the loser names the winner
     assert _lease(bucket, s3_endpoint)["expires_at"] == 0
+
+
+def test_a_runner_stopped_by_sigterm_gives_the_lease_back(tmp_path, bucket, s3_endpoint):
+    a = _slow_clone(tmp_path / "a", bucket, s3_endpoint, 60)
+    stopped = _start(a)
+    try:
+        wait_for(lambda: _held(bucket, s3_endpoint) and a.archive.joinpath(".staging").is_dir(), 60,
+                 "runner A to take the lease and start its stage")
+        os.kill(stopped.pid, signal.SIGTERM)
+        _, err = stopped.communicate(timeout=60)
+    finally:
+        stop(stopped, group=True)
+    assert stopped.returncode == 1 and "interrupted" in err, err
+    assert _lease(bucket, s3_endpoint)["expires_at"] == 0  # released: the next runner need not wait for expiry
