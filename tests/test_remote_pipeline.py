@@ -29,6 +29,9 @@ def test_stage_lines_name_the_remote_whose_cache_served_them(tmp_path, bucket, s
         shutil.rmtree(a.archive)  # a fresh runner: the remote has the run
         again = a.mlkit("pipeline", "run", "--remote", "origin", *options, check=0)
         assert "first (j): succeeded (cached from origin) run" in again.stderr, again.stderr
+        assert "succeeded (cached from origin)" in again.stdout  # the summary table
+    status = a.mlkit("pipeline", "status", check=0)
+    assert "succeeded (cached from origin)" in status.stdout, status.stdout
 
 
 def _slow_clone(root, bucket_name, endpoint, seconds: float) -> Project:

@@ -14,10 +14,15 @@ from . import add_command, add_junit_option, add_remote_option, archive_of, comm
 from ..text_tables import format_table
 
 # %% ../../nbs/cli/54_pipeline.ipynb #c3d0a003
+def _cached_label(stage: dict) -> str:
+    "` (cached from NAME)` for a stage a remote's cache served, ` (cached)` for the local cache, else nothing."
+    source = stage.get("cached_from")
+    return f" (cached from {source})" if source else " (cached)" if stage.get("cached") else ""
+
+
 def _stages_table(results: list) -> str:
     "The stages' results (`StageResult`s) as a table: status, run, seconds and outcome."
-    rows = [[r.stage, r.job, r.status + (" (cached)" if r.cached else ""), r.run_id, r.seconds, r.note]
-            for r in results]
+    rows = [[r.stage, r.job, r.status + _cached_label(vars(r)), r.run_id, r.seconds, r.note] for r in results]
     return format_table(rows, ["stage", "job", "status", "run", "seconds", "outcome"], max_width=90)
 
 # %% ../../nbs/cli/54_pipeline.ipynb #c3d0a007
@@ -97,7 +102,7 @@ def _record_table(record: dict, state: str = "finished") -> str:
     "The stages of a pipeline record as a table: status, run and outcome (a `running` stage of a cut-off run: cut off)."
     def status(stage):
         shown = "cut off" if stage["status"] == "running" and state == "cut off" else stage["status"]
-        return shown + (" (cached)" if stage["cached"] else "")
+        return shown + _cached_label(stage)
     rows = [[s["stage"], s["job"], status(s), s["run_id"], s["note"]] for s in record["stages"]]
     return format_table(rows, ["stage", "job", "status", "run", "outcome"], max_width=90)
 
