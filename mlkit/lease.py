@@ -61,6 +61,8 @@ def take_lease(remote: Remote, key: str, lease: dict) -> dict | None:
     while True:
         data, tag = read_tagged(remote, key)
         current = json.loads(data) if data else None
+        if current is not None and current.get("token") == lease["token"]:
+            return None  # ours: a write whose answer was lost, then retried
         if current is not None and current["expires_at"] > time.time():
             return current
         if replace_if(remote, key, json.dumps(lease).encode(), tag):
