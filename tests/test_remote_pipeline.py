@@ -69,11 +69,13 @@ def _held(bucket_name, endpoint) -> dict | None:
 def test_a_runner_on_another_clone_is_refused_while_the_lease_is_held_or_waits_for_it(tmp_path, bucket, s3_endpoint):
     a = _slow_clone(tmp_path / "a", bucket, s3_endpoint, 6)
     b = _slow_clone(tmp_path / "elsewhere" / "b", bucket, s3_endpoint, 0.1)
-    holder = _start(a)
+    holder = _start(a, env={"MLKIT_PIPELINE_LEASE": "2"})  # A's stage outlasts its lease: renewals keep it
     waiter = None
     try:
         lease = wait_for(lambda: _held(bucket, s3_endpoint), 60, "runner A to take the lease")
         assert lease["pid"] == holder.pid and lease["host"] == socket.gethostname()
+        wait_for(lambda: (_held(bucket, s3_endpoint) or lease)["renewed_at"] > lease["renewed_at"] + 1, 30,
+                 "runner A to renew its lease")
         refused = b.mlkit("pipeline", "run", "--remote", "origin", check=1)
         lines = [line for line in refused.stderr.splitlines() if line.strip()]
         assert len(lines) == 1, refused.stderr
