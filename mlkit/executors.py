@@ -20,6 +20,8 @@ from .cache import cache_enabled, find_cached
 from .transfer import remote_cache_hit
 from .errors import UsageError
 from .prepare import PreparedJob
+from .remote_points import execute_and_push, pull_outcome, remote_setting
+from .remotes import cache_remote_name, get_remote
 from .runner import discard_launched, execute, job_cache_base, launch_ahead
 
 # %% ../nbs/33_executors.ipynb #cd058f6a
@@ -33,6 +35,7 @@ class PointTask:
     mark: str | None = None
     not_before: str = ""
     timeout: float | None = None
+    remote: dict | None = None  # settings of the remote the run goes through, when the worker shares no archive
 
 # %% ../nbs/33_executors.ipynb #ecec2917
 def find_marked_run(archive: Archive, job: str, mark: str, value, not_before: str = "") -> Path | None:
@@ -51,6 +54,8 @@ def find_marked_run(archive: Archive, job: str, mark: str, value, not_before: st
 # %% ../nbs/33_executors.ipynb #15b4aa39
 def execute_point(task: PointTask, launched=None) -> dict:
     "Execute `task` (unless an attempt already archived it) without indexing; `{manifest, path, reused}`."
+    if task.remote:  # no shared archive: the run goes through the remote (`mlkit.remote_points`)
+        return execute_and_push(task, launched)
     archive = Archive(task.archive_root)
     if task.mark:
         found = find_marked_run(archive, task.job.job, task.mark, task.extra.get(task.mark), task.not_before)
@@ -64,6 +69,8 @@ def execute_point(task: PointTask, launched=None) -> dict:
 # %% ../nbs/33_executors.ipynb #6024e1ed
 def index_outcome(archive: Archive, outcome: dict) -> Run:
     "Index the run an executor reported in `outcome` (the coordinator's job); returns it."
+    if outcome.get("remote"):  # pushed by a worker: pulled here, and indexed
+        return pull_outcome(archive, outcome)
     folder = Path(outcome["path"])
     archive.index(outcome["manifest"], folder)
     return Run(folder, manifest=outcome["manifest"])
@@ -182,6 +189,7 @@ class DaskExecutor:
             self._cluster = self.client.cluster
 
     def submit(self, task: PointTask):
+        task.remote = task.remote or _push_remote(task.job.project)
         return self.client.submit(execute_point, task, retries=self.retries, pure=False)
 
     def wait(self, futures, timeout: float | None = None) -> set:
@@ -203,6 +211,12 @@ class DaskExecutor:
         self.close()
 
 # %% ../nbs/33_executors.ipynb #e89355ac
+def _push_remote(project) -> dict | None:
+    "The settings of the remote that the project's runs use (`--remote` or `cache_remote`), if any."
+    chosen = cache_remote_name(project)
+    return remote_setting(get_remote(chosen, project)) if chosen else None
+
+
 def _dask_client(address, workers: int, processes: bool, connect_timeout: float):
     "A `distributed.Client` connected to `address`, or to a new quiet `LocalCluster` of `workers` workers."
     try:

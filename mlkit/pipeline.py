@@ -174,6 +174,7 @@ class StageResult:
     cached: bool = False
     seconds: float = 0.0
     note: str = ""
+    cached_from: str | None = None
 
 # %% ../nbs/24_pipeline.ipynb #e1a0c025
 def stage_note(run) -> str:

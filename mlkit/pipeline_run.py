@@ -9,17 +9,20 @@ __all__ = ['stage_line', 'ready_stages', 'run_stages', 'run_pipeline', 'check_st
 
 # %% ../nbs/34_pipeline_run.ipynb #116823d3
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from .archive import Archive, new_run_id, utc_now
 from .config import find_project, list_jobs
 from .errors import MlkitError, UsageError
 from .executors import PointTask, cache_hit, index_outcome, make_executor
+from .lease import remote_pipeline_lease
 from .pipeline import (Pipeline, Stage, StageResult, failure_note, load_pipeline, new_record_file, pipeline_lock,
                             skip_reason, stage_note, write_record)
 from .prepare import prepare
 from .runner import run
 from .services import PipelineServices
+from .transfer import cached_note
 
 # %% ../nbs/34_pipeline_run.ipynb #e1a0c034
 def _run_stage(stage: Stage, runs: dict, archive: Path, force: bool, urls: dict | None = None) -> tuple:
@@ -29,14 +32,12 @@ def _run_stage(stage: Stage, runs: dict, archive: Path, force: bool, urls: dict 
     upstream_ids = list(dict.fromkeys(runs[name].id for name in stage.depends_on))
     began = time.monotonic()
     done = run(stage.job, params, archive=archive, force=force, upstream=upstream_ids)
-    result = StageResult(stage.name, stage.job, done.status, done.id, done.cached, round(time.monotonic() - began, 2))
-    result.note = stage_note(done) if done.succeeded else failure_note(done)
-    return result, done
+    return _stage_result(stage, done, began), done
 
 # %% ../nbs/34_pipeline_run.ipynb #2c247d20
 def stage_line(number: int, total: int, stage, result) -> str:
     "The line announcing that `stage` (number `number` of `total`) ended with `result`."
-    cached = " (cached)" if result.cached else ""
+    cached = cached_note(result) or (" (cached)" if result.cached else "")
     note = f" — {result.note}" if result.note else ""
     return (f"[{number}/{total}] {stage.name} ({stage.job}): {result.status}{cached} run {result.run_id} "
             f"in {result.seconds}s{note}")
@@ -46,6 +47,7 @@ def _stage_result(stage, run, began: float):
     "The `StageResult` of `stage` whose `run` is archived."
     result = StageResult(stage.name, stage.job, run.status, run.id, run.cached, round(time.monotonic() - began, 2))
     result.note = stage_note(run) if run.succeeded else failure_note(run)
+    result.cached_from = getattr(run, "cached_from", None)
     return result
 
 # %% ../nbs/34_pipeline_run.ipynb #e1a0c087
@@ -178,9 +180,10 @@ def run_pipeline(path=None, archive=None, force: bool = False, announce=None, ma
                          "--executor)")
     store = Archive(project.archive_dir(archive))
     say = announce or (lambda message: None)
-    with pipeline_lock(store, pipeline.name, wait=wait):
+    with pipeline_lock(store, pipeline.name, wait=wait), ExitStack() as held:
         started = utc_now()
         record = new_record_file(store, pipeline, started)
+        held.enter_context(remote_pipeline_lease(project, pipeline.name, record.stem, wait))  # the remote's, if any
         services = PipelineServices(pipeline.services, store.root, record.with_suffix(""))
 
         def progress(results, running):

@@ -14,10 +14,15 @@ from . import add_command, add_junit_option, add_remote_option, archive_of, comm
 from ..text_tables import format_table
 
 # %% ../../nbs/cli/54_pipeline.ipynb #c3d0a003
+def _cached_label(stage: dict) -> str:
+    "` (cached from NAME)` for a stage a remote's cache served, ` (cached)` for the local cache, else nothing."
+    source = stage.get("cached_from")
+    return f" (cached from {source})" if source else " (cached)" if stage.get("cached") else ""
+
+
 def _stages_table(results: list) -> str:
     "The stages' results (`StageResult`s) as a table: status, run, seconds and outcome."
-    rows = [[r.stage, r.job, r.status + (" (cached)" if r.cached else ""), r.run_id, r.seconds, r.note]
-            for r in results]
+    rows = [[r.stage, r.job, r.status + _cached_label(vars(r)), r.run_id, r.seconds, r.note] for r in results]
     return format_table(rows, ["stage", "job", "status", "run", "seconds", "outcome"], max_width=90)
 
 # %% ../../nbs/cli/54_pipeline.ipynb #c3d0a007
@@ -80,7 +85,9 @@ def _add_pipeline_run(pipeline):
         pipeline, "run", command_pipeline_run, "run the stages of params/pipeline.yaml", json="print the stage results as JSON",
         description="Run a pipeline's stages. One pipeline runs at most once at a time per archive: while another "
                     "process runs it, this one is refused (exit 1, naming that process's pid, host and start time), "
-                    "or waits for it with --wait. A killed run never leaves the lock behind.")
+                    "or waits for it with --wait. A killed run never leaves the lock behind. With a remote (--remote or "
+                    "cache_remote), it also holds a lease there, so runners on other machines are refused or wait the "
+                    "same way; a killed runner's lease runs out ($MLKIT_PIPELINE_LEASE seconds, default 120).")
     pipeline_run.add_argument("--file", metavar="FILE.yaml", help="pipeline file (default params/pipeline.yaml)")
     pipeline_run.add_argument("--force", action="store_true", help="execute every stage, even cached ones")
     add_remote_option(pipeline_run)
@@ -95,7 +102,7 @@ def _record_table(record: dict, state: str = "finished") -> str:
     "The stages of a pipeline record as a table: status, run and outcome (a `running` stage of a cut-off run: cut off)."
     def status(stage):
         shown = "cut off" if stage["status"] == "running" and state == "cut off" else stage["status"]
-        return shown + (" (cached)" if stage["cached"] else "")
+        return shown + _cached_label(stage)
     rows = [[s["stage"], s["job"], status(s), s["run_id"], s["note"]] for s in record["stages"]]
     return format_table(rows, ["stage", "job", "status", "run", "outcome"], max_width=90)
 
