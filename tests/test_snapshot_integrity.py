@@ -4,10 +4,7 @@ import json
 
 from mlkit.objects import object_path
 
-READS = ("import mlkit, pathlib\n"
-         "rows = open(mlkit.log_input(path)).read().split()\n"
-         "names = sorted(p.name for p in pathlib.Path(mlkit.log_input(folder)).iterdir())\n"
-         "mlkit.log_metric('rows', len(rows))\nmlkit.log_metric('files', len(names))")
+from test_snapshots import reads_job
 
 
 def _damage(path):
@@ -16,11 +13,7 @@ def _damage(path):
 
 
 def test_reproduce_refuses_a_damaged_object_naming_it(project):
-    data, folder = project.root / "data.csv", project.root / "images"
-    data.write_text("x\n1\n2\n")
-    folder.mkdir()
-    (folder / "a.txt").write_text("a1")
-    project.job("reads", f"path = {str(data)!r}\nfolder = {str(folder)!r}", READS)
+    data, folder = reads_job(project, text_in_folder="a1")  # a "1" for _damage to change
     run = project.run_json("reads", check=0)
     file_input, folder_input = run["inputs"]
     data.write_text("x\n5\n")  # changed: reproduce restores the snapshot

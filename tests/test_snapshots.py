@@ -15,11 +15,12 @@ READS = ("import mlkit, pathlib\n"
          "mlkit.log_metric('rows', len(rows))\nmlkit.log_metric('files', len(files))\nprint(rows, files)")
 
 
-def reads_job(project):
+def reads_job(project, text_in_folder: str = "a"):
+    """The job `reads` over data.csv and the folder images/ (one file holding `text_in_folder`): (data, folder)."""
     data, folder = project.root / "data.csv", project.root / "images"
     data.write_text("x\n1\n2\n")
     folder.mkdir()
-    (folder / "a.txt").write_text("a")
+    (folder / "a.txt").write_text(text_in_folder)
     project.job("reads", f"path = {str(data)!r}\nfolder = {str(folder)!r}", READS)
     return data, folder
 
