@@ -90,15 +90,16 @@ def promote_model(registry: Registry, name: str, version: int, alias: str = "cha
 class RemoteFollower:
     "Keeps model `name` in the local registry in step with `remote`'s, pulling the runs its aliases point at."
 
-    def __init__(self, registry: Registry, remote: Remote, name: str, interval: float = 1.0):
+    def __init__(self, registry: Registry, remote: Remote, name: str, interval: float = 1.0, versions=()):
         self.registry, self.remote, self.name, self.interval = registry, remote, name, interval
+        self.versions = {int(number) for number in versions}  # pulled too, besides the aliases' versions
         self.error = None
         self._stop, self._thread = threading.Event(), None
 
     def sync(self):
         "Pull the runs the remote's aliases point at, then mirror the model (the alias file last)."
         shared = RemoteRegistry(self.remote)
-        wanted = set(remote_aliases(shared, self.name).values())
+        wanted = set(remote_aliases(shared, self.name).values()) | self.versions
         runs = [v["run_id"] for v in shared.versions(self.name) if v["version"] in wanted]
         present = {run.id for run in self.registry.archive.list_runs()}
         needed = [rid for rid in runs if rid not in present]

@@ -184,3 +184,8 @@ def test_serve_follows_the_alias_on_a_remote(tmp_path, monkeypatch):
         assert server.stop() == 0, server.process.stderr.read()
     assert [e["to_version"] for e in json.loads(here.mlkit("models", "history", "edtech", "--json",
                                                                 check=0).stdout)] == [1, 2, 3]
+    pinned = Server(tmp_path / "fresh", "edtech:2", extra=("--remote", "share"))  # a version, into an empty archive
+    try:
+        assert _wait_for(pinned.wait_ready(), lambda v: True)["version"] == 2
+    finally:
+        assert pinned.stop() == 0, pinned.process.stderr.read()

@@ -45,15 +45,16 @@ def _drained(signum, frame):
 
 
 def _follow_remote(args):
-    "With `--remote NAME` and a `NAME@ALIAS` reference: the alias's version pulled now, then followed; else None."
+    "With `--remote NAME`: the model mirrored and its run pulled now; a `NAME@ALIAS` one followed (else None)."
     if not args.remote:
         return None
     from mlkit.archive import open_archive
     from mlkit.registry import Registry
     from mlkit.registry_mirror import RemoteFollower
     from mlkit.remotes import get_remote
-    name = args.reference.split("@")[0].split(":")[0]
-    follower = RemoteFollower(Registry(open_archive(args.archive)), get_remote(args.remote), name)
+    name, _, number = args.reference.split("@")[0].partition(":")
+    follower = RemoteFollower(Registry(open_archive(args.archive)), get_remote(args.remote), name,
+                              versions=[number] if number.isdigit() else [])
     follower.sync()
     return follower.start() if "@" in args.reference else None
 
