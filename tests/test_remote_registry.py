@@ -4,6 +4,8 @@ S3 endpoint (moto's server on 127.0.0.1) and a file:// share."""
 import json
 import time
 
+import pytest
+
 import test_remotes
 from conftest import Project
 from test_remotes import _race
@@ -101,16 +103,23 @@ def _models(project) -> list:
             json.loads(project.mlkit("models", "list", "m", "--json", check=0).stdout)]
 
 
-def test_a_pipeline_with_a_remote_registers_and_promotes_on_the_remote(tmp_path):
+@pytest.mark.parametrize("store", ["file", "s3"])
+def test_a_pipeline_with_a_remote_registers_and_promotes_on_the_remote(tmp_path, store, request):
     from mlkit.remote_registry import RemoteRegistry, remote_aliases, remote_history
     from mlkit.remotes import remote_from_setting
-    (tmp_path / "share").mkdir()
-    url = f"file://{tmp_path / 'share'}"
-    a = _clone(tmp_path / "a", 1, -1, url)
-    b = _clone(tmp_path / "elsewhere" / "b", 2, 0, url)  # measured when there was no champion
+    if store == "s3":
+        endpoint = request.getfixturevalue("s3_endpoint")
+        setting = {"url": f"s3://{request.getfixturevalue('bucket')}/team", "endpoint_url": endpoint}
+        options = (setting["url"], "--endpoint-url", endpoint)
+    else:
+        (tmp_path / "share").mkdir()
+        setting = {"url": f"file://{tmp_path / 'share'}"}
+        options = (setting["url"],)
+    a = _clone(tmp_path / "a", 1, -1, *options)
+    b = _clone(tmp_path / "elsewhere" / "b", 2, 0, *options)  # measured when there was no champion
     a.mlkit("pipeline", "run", "--remote", "origin", check=0)
     b.mlkit("pipeline", "run", "--remote", "origin", check=0)
-    shared = RemoteRegistry(remote_from_setting("origin", url))
+    shared = RemoteRegistry(remote_from_setting("origin", setting))
     assert [v["version"] for v in shared.versions("m")] == [1, 2]
     assert remote_aliases(shared, "m") == {"champion": 1}  # B's promotion was measured against no champion
     declined = [e for e in remote_history(shared, "m") if e["reason"].startswith("declined v2")]
