@@ -200,12 +200,7 @@ def _race(setting, action, numbers, go):
     return [out.strip() for out, _ in outputs]
 
 
-# Known open bug: under load, two of 8 concurrent claims on the S3 store once got the same version number (the
-# conditional create did not hold); file:// holds. Kept visible as an expected failure until it is fixed.
-S3_CLAIM_RACE = pytest.mark.xfail(reason="concurrent version claims on S3 can collide under load (open)", strict=False)
-
-
-@pytest.mark.parametrize("store", [pytest.param("s3", marks=S3_CLAIM_RACE), "file"])
+@pytest.mark.parametrize("store", ["s3", "file"])
 def test_the_registry_on_a_remote_cannot_fork(tmp_path, store, request):
     from mlkit.remote_registry import RemoteRegistry, remote_aliases, remote_history, remote_promote
     from mlkit.remotes import remote_from_setting

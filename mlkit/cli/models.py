@@ -36,14 +36,12 @@ def command_models_register(args) -> int:
     "mlkit models register RUN [--artifact NAME] [--name MODEL]."
     registry = _open_registry(args.archive)
     name, run, artifact = _register_target(args, registry.archive)
-    if args.remote:  # the run goes to the remote first, then a version number is claimed there
-        from mlkit.remote_registry import RemoteRegistry
+    if args.remote:  # the run goes to the remote first, a version number is claimed there, then mirrored here
+        from mlkit.registry_mirror import register_model
         from mlkit.remotes import get_remote
-        from mlkit.transfer import push
         remote = get_remote(args.remote)
-        push(registry.archive, remote, [run], progress=False)
-        entry = RemoteRegistry(remote).register(name, run, artifact=artifact, note=args.note or "manual")
-        print(f"registered {entry['name']} v{entry['version']} from run {entry['run_id']} on {remote.name}")
+        entry = register_model(registry, name, run, artifact=artifact, note=args.note or "manual", remote=remote)
+        print(f"registered {entry.name} v{entry.version} from run {entry.run_id} on {remote.name}")
         return 0
     entry = registry.register(name, run, artifact=artifact, note=args.note or "manual")
     print(f"registered {entry.name} v{entry.version} from run {entry.run_id}")
@@ -122,15 +120,13 @@ def _alias_move_line(event: dict, why: str) -> str:
 # %% ../../nbs/cli/53_models.ipynb #824ad574
 def command_models_promote(args) -> int:
     "mlkit models promote NAME VERSION [--alias A]."
-    from mlkit.registry import promote
-    if args.remote:
-        from mlkit.remote_registry import RemoteRegistry, remote_promote
+    from mlkit.registry_mirror import promote_model
+    remote = None
+    if args.remote:  # moved by compare-and-set on the remote, then mirrored here
         from mlkit.remotes import get_remote
-        event = remote_promote(RemoteRegistry(get_remote(args.remote)), args.name, args.version, args.alias,
-                               reason=args.reason or "manual")
-    else:
-        event = promote(_open_registry(args.archive), args.name, args.version, args.alias,
-                        reason=args.reason or "manual")
+        remote = get_remote(args.remote)
+    event = promote_model(_open_registry(args.archive), args.name, args.version, args.alias,
+                          reason=args.reason or "manual", remote=remote)
     print(_alias_move_line(event, event["reason"]))
     return 0 if event["to_version"] == args.version else 1
 

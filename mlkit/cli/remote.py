@@ -77,11 +77,17 @@ def command_push(args) -> int:
 def command_pull(args) -> int:
     "mlkit pull [RUN...] [--all | --job J] [--objects]: copy runs from a remote into the local archive."
     from mlkit.remotes import get_remote
+    from mlkit.registry import Registry, reindex
+    from mlkit.registry_mirror import mirror_registry
     from mlkit.transfer import pull
     archive, remote = archive_of(args), get_remote(args.remote)
     got = pull(archive, remote, args.runs, job=args.job, everything=args.all, objects=args.objects)
+    registry = Registry(archive)
+    reindex(registry)  # the registry files pulled, then the remote's registry (the truth) over them
+    got["models"] = mirror_registry(registry, remote)
     emit(args, {"remote": remote.name, **got}, f"pulled {got['runs']} run(s) from {remote.name} ({got['already']} "
-         f"already here; {got['objects']} object(s); {got['records']} record file(s))")
+         f"already here; {got['objects']} object(s); {got['records']} record file(s); "
+         f"{len(got['models'])} model(s) from its registry)")
     return 0
 
 # %% ../../nbs/cli/59_remote.ipynb #c109f342

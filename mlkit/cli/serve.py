@@ -44,11 +44,27 @@ def _drained(signum, frame):
     "SIGTERM handler in place while uvicorn serves: uvicorn re-raises SIGTERM after draining; the command exits 0."
 
 
+def _follow_remote(args):
+    "With `--remote NAME`: the model mirrored and its run pulled now; a `NAME@ALIAS` one followed (else None)."
+    if not args.remote:
+        return None
+    from mlkit.archive import open_archive
+    from mlkit.registry import Registry
+    from mlkit.registry_mirror import RemoteFollower
+    from mlkit.remotes import get_remote
+    name, _, number = args.reference.split("@")[0].partition(":")
+    follower = RemoteFollower(Registry(open_archive(args.archive)), get_remote(args.remote), name,
+                              versions=[number] if number.isdigit() else [])
+    follower.sync()
+    return follower.start() if "@" in args.reference else None
+
+
 def command_serve(args) -> int:
     "mlkit serve REF: serve a registered model over HTTP until SIGTERM (drains, exits 0)."
     import uvicorn
     from mlkit.serving import create_app
     check_address(args.host, args.port)
+    follower = _follow_remote(args)
     app = create_app(args.reference, archive=args.archive, token=bearer_token(args.token_env),
                      max_body_bytes=args.max_body_bytes, max_batch_rows=args.max_batch_rows,
                      max_batch_delay=args.max_batch_delay_ms / 1000)
@@ -62,6 +78,8 @@ def command_serve(args) -> int:
         uvicorn.Server(config).run()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if follower is not None:
+            follower.stop()
     say("stopped: requests drained, log closed")
     return 0
 
@@ -77,6 +95,7 @@ def _add_serve(commands):
     serve = add_command(commands, "serve", command_serve,
                         "serve a registered model over HTTP (contract checks, log, reload)")
     serve.add_argument("reference", metavar="REF", help="registry reference: name@alias (followed) or name:3")
+    serve.add_argument("--remote", metavar="NAME", help="follow the registry on this remote (its run pulled)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--token-env", metavar="VAR", help="require `Authorization: Bearer $VAR` (except /health/*)")
