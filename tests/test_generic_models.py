@@ -150,3 +150,13 @@ def test_a_signature_is_inferred_at_registration_from_the_training_table(project
         bad = client.post("/invocations", json={"dataframe_records": [{"mean radius": "abc", "mean texture": 19.0}]})
         good = client.post("/invocations", json={"dataframe_records": [{"mean radius": 14.0, "mean texture": 19.0}]})
     assert bad.status_code == 422 and "abc" not in bad.text and good.status_code == 200
+
+
+def test_a_version_claimed_on_a_remote_carries_the_same_signature(served_bc, tmp_path):
+    project, run_id = served_bc
+    (tmp_path / "share").mkdir()
+    project.mlkit("remote", "add", "share", f"file://{tmp_path / 'share'}", check=0)
+    project.mlkit("models", "register", run_id, "--artifact", "bc", "--name", "team_bc", "--remote", "share", check=0)
+    local = json.loads(project.mlkit("models", "show", "bc:1", check=0).stdout)["contract"]
+    mirrored = json.loads(project.mlkit("models", "show", "team_bc:1", check=0).stdout)["contract"]
+    assert mirrored == local and mirrored["from"] == "mlkit.log_model" and mirrored["identifiers"] == []
