@@ -1,7 +1,9 @@
 """Push and pull of 1,000 small runs with their objects through a local S3 server (moto), side by side with
 `dvc push` / `dvc pull` of the same files and a plain recursive s3fs put (the floor); a push with nothing new; and
-the cost of a remote cache hit on top of a local one. Needs `moto[server]`, s3fs and (for the comparison) dvc with
-dvc-s3 in the same environment: `pip install dvc dvc-s3` (DVC is not a dependency of mlkit). One run, then cleanup."""
+the cost of a remote cache hit on top of a local one. Needs `moto[server]` and s3fs (the dev extra) and, for the
+comparison, DVC with dvc-s3, which is not a dependency of mlkit: `$DVC` names its program, else `dvc` next to this
+Python, else /tmp/dvc-venv/bin/dvc (`python3 -m venv /tmp/dvc-venv && /tmp/dvc-venv/bin/pip install "dvc[s3]"`).
+One run, then cleanup."""
 
 import json
 import os
@@ -22,6 +24,12 @@ from mlkit.transfer import find_remote_cached
 RUNS = int(os.environ.get("BENCH_RUNS", "1000"))
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
 BIN = Path(sys.executable).parent
+
+
+def dvc_program() -> str:
+    "DVC's program: `$DVC`, else next to this Python, else in the throwaway /tmp/dvc-venv."
+    found = [os.environ.get("DVC"), BIN / "dvc", Path("/tmp/dvc-venv/bin/dvc")]
+    return str(next((path for path in found if path and Path(path).is_file()), "dvc"))
 
 
 def free_port() -> int:
@@ -88,7 +96,7 @@ def main():
         fs.put(str(a / "runs"), "bench/plain", recursive=True)
         plain = time.perf_counter() - start
 
-        dvc = [str(BIN / "dvc")]
+        dvc = [dvc_program()]
         d = work / "dvc"
         d.mkdir()
         shutil.copytree(a / "runs", d / "runs", ignore=shutil.ignore_patterns("index.sqlite*"))
