@@ -6,8 +6,8 @@ Docs: https://mlkit-dev.github.io/mlkit/transfer.html.md"""
 
 # %% auto #0
 __all__ = ['WORKERS', 'RECORD_DIRS', 'NO_BASE', 'run_key', 'marker_key', 'remote_object_key', 'Progress', 'send_files',
-           'fetch_files', 'write_small', 'listing', 'check_remote', 'remote_errors', 'remote_runs', 'run_files',
-           'select_runs', 'push_records', 'push', 'fetch_objects', 'fetch_all_objects', 'pull_run', 'pull',
+           'fetch_files', 'read_small', 'write_small', 'listing', 'check_remote', 'remote_errors', 'remote_runs',
+           'run_files', 'select_runs', 'push_records', 'push', 'fetch_objects', 'fetch_all_objects', 'pull_run', 'pull',
            'pull_records', 'find_remote_cached', 'remote_cache_hit', 'cached_note', 'push_on_success', 'verify_remote']
 
 # %% ../nbs/28d_transfer.ipynb #b6ddab91
@@ -117,6 +117,14 @@ def fetch_files(remote: Remote, pairs: list, progress: Progress | None = None):
             progress.advance(len(batch), sum(Path(local).stat().st_size for _, local in batch))
 
 
+def read_small(remote: Remote, keys: list) -> dict:
+    "Read small files `keys` from `remote` concurrently, one request each: `{key: bytes}`."
+    if not keys:
+        return {}
+    options = {"max_concurrency": 1} if remote.protocol in ("s3", "s3a") else {}  # else s3fs asks each size first
+    return remote.fs.cat(list(keys), **options)
+
+
 def write_small(remote: Remote, contents: dict):
     "Write small files `{key: bytes}` on `remote` (each atomically on `file://`)."
     if remote.protocol != "file":
@@ -134,7 +142,11 @@ def listing(remote: Remote, *parts) -> dict:
     "Every file below `parts` on `remote`: path relative to there -> size."
     base = remote.key(*parts)
     try:
-        found = remote.fs.find(base, detail=True)
+        if remote.protocol in ("s3", "s3a"):  # a prefix listing: one request, also when nothing is there
+            parent, _, name = base.rpartition("/")
+            found = remote.fs.find(parent, prefix=f"{name}/", detail=True)
+        else:
+            found = remote.fs.find(base, detail=True)
     except FileNotFoundError:
         return {}
     return {path[len(base) + 1:]: info.get("size") for path, info in found.items() if path.startswith(base + "/")}
@@ -233,8 +245,9 @@ def push_records(archive: Archive, remote: Remote) -> int:
 def push(archive: Archive, remote: Remote, runs: list, progress: bool = True) -> dict:
     "Send `runs` (those not yet complete on `remote`), their objects, then the records; returns what was sent."
     with remote_errors(remote):
-        check_remote(remote)
         there = remote_runs(remote)
+        if not there:  # an empty listing: is the bucket there at all?
+            check_remote(remote)
         todo = [run for run in runs if run.id not in there and run.status != DAMAGED]
         pairs = [(run.path / name, run_key(remote, run.job, run.id, name)) for run in todo for name in run_files(run)]
         pairs += _missing_objects(archive, remote, todo)
@@ -275,12 +288,14 @@ def fetch_all_objects(archive: Archive, remote: Remote, manifests: list) -> int:
         fetched += fetch_objects(archive, remote, wanted)
         before = wanted
 
-# %% ../nbs/28d_transfer.ipynb #8a665f61
-def pull_run(archive: Archive, remote: Remote, job: str, base: str, run_id: str, progress=None) -> Run:
-    "Copy run `run_id` of `job` (cache base `base`) from `remote` into the archive (staged, renamed, indexed)."
+# %% ../nbs/28d_transfer.ipynb #5e1f0c2a
+def pull_run(archive: Archive, remote: Remote, job: str, base: str, run_id: str, progress=None, manifest=None) -> Run:
+    "Copy run `run_id` of `job` (cache base `base`; its `manifest` if read already) from `remote` into the archive."
     if (archive.root / job / run_id).is_dir():
         return archive.get_run(run_id)
-    manifest = json.loads(remote.fs.cat_file(marker_key(remote, job, base, run_id)))
+    if manifest is None:
+        key = marker_key(remote, job, base, run_id)
+        manifest = json.loads(read_small(remote, [key])[key])
     files = listing(remote, "runs", job, run_id)
     staging = archive.stage(run_id)
     try:
@@ -290,11 +305,11 @@ def pull_run(archive: Archive, remote: Remote, job: str, base: str, run_id: str,
         archive.discard(staging)
         raise
 
-
+# %% ../nbs/28d_transfer.ipynb #8a665f61
 def _pull_many(archive: Archive, remote: Remote, chosen: dict, listed: dict | None, progress: Progress) -> list:
     "Copy the runs `chosen` (id -> (job, base)) in one batch: manifests, every file, then rename and index each."
     keys = {rid: marker_key(remote, job, base, rid) for rid, (job, base) in chosen.items()}
-    markers = remote.fs.cat(list(keys.values()))
+    markers = read_small(remote, list(keys.values()))
     manifests = {rid: json.loads(markers[key]) for rid, key in keys.items()}
     if listed is None:
         listed = {f"{job}/{rid}/{name}": size for rid, (job, _) in chosen.items()
@@ -321,8 +336,9 @@ def pull(archive: Archive, remote: Remote, references=(), job=None, everything=F
     if not (references or job or everything):
         raise UsageError("which runs? give run ids, --job JOB or --all")
     with remote_errors(remote):
-        check_remote(remote)
         there = remote_runs(remote)
+        if not there:
+            check_remote(remote)
         chosen = {rid: where for rid, where in there.items() if (everything or where[0] == job or any(
             rid.startswith(reference) for reference in references))}
         unknown = [r for r in references if not any(rid.startswith(r) for rid in there)]
@@ -363,10 +379,11 @@ def find_remote_cached(archive: Archive, remote: Remote, job: str, base: str, li
         state = open_state(archive.root)
         try:
             for name in names:
-                manifest = json.loads(remote.fs.cat_file(marker_key(remote, job, base, name.removesuffix(".json"))))
+                key = marker_key(remote, job, base, name.removesuffix(".json"))
+                manifest = json.loads(read_small(remote, [key])[key])
                 inputs = current_inputs(manifest.get("inputs", []), state, root)
                 if inputs is not None and cache_key(base, inputs) == manifest.get("cache_key"):
-                    hit = pull_run(archive, remote, job, base, manifest["id"])
+                    hit = pull_run(archive, remote, job, base, manifest["id"], manifest=manifest)
                     hit.cached, hit.cached_from = True, remote.name
                     return hit
         finally:
@@ -402,7 +419,7 @@ def verify_remote(remote: Remote, reference: str | None = None) -> list:
         files = listing(remote, "runs")
         objects = {name.replace("/", "") for name in listing(remote, "objects", "sha256")}
         keys = {rid: marker_key(remote, job, base, rid) for rid, (job, base) in there.items()}
-        markers = remote.fs.cat(list(keys.values())) if there else {}
+        markers = read_small(remote, list(keys.values()))
     problems = []
     for rid, (job, _) in sorted(there.items()):
         manifest = json.loads(markers[keys[rid]])
