@@ -21,7 +21,7 @@ from mlkit.archive import Archive
 from mlkit.cache import cache_key
 from mlkit.objects import store_bytes
 from mlkit.remotes import remote_from_setting
-from mlkit.transfer import find_remote_cached, pull, push
+from mlkit.transfer import FEW, find_remote_cached, marker_key, pull, push, remote_object_key
 
 READS_INPUT = ("import mlkit\nfrom mlkit.config import project_path\npath = mlkit.log_input(project_path(data))\n"
                "mlkit.log_metric('size', len(open(path).read()))")
@@ -264,12 +264,15 @@ def test_the_store_stopped_mid_pipeline_is_one_line_and_the_archive_stays_sound(
 
 
 def _counting(bucket, endpoint):
-    """A remote on `bucket` whose client counts the requests it sends, by operation (`remote.requests`)."""
+    """A remote on `bucket` whose client counts its requests by operation (`.requests`) and keeps what it lists (`.listed`)."""
     remote = remote_from_setting("origin", {"url": f"s3://{bucket}/team", "endpoint_url": endpoint})
-    remote.requests = Counter()
+    remote.requests, remote.listed = Counter(), []
     remote.fs.connect()
-    remote.fs.s3.meta.events.register("before-call.s3", lambda event_name, **_: remote.requests.update(
-        [event_name.rsplit(".", 1)[-1]]))
+
+    def count(event_name, params, **_):
+        remote.requests[event_name.rsplit(".", 1)[-1]] += 1
+        remote.listed += [params["Prefix"]] if "Prefix" in params else []
+    remote.fs.s3.meta.events.register("before-parameter-build.s3", count)
     return remote
 
 
@@ -292,19 +295,33 @@ def _runs(archive, count: int) -> list:
 def _counted(remote, action) -> Counter:
     """The requests `action()` makes, by operation."""
     remote.requests.clear()
+    remote.listed.clear()
     action()
     return Counter(remote.requests)
 
 
-@pytest.mark.parametrize("count", [3, 40])
-def test_a_push_sends_one_request_per_file_and_a_push_with_nothing_new_one_listing(tmp_path, bucket, s3_endpoint, count):
+@pytest.mark.parametrize("count", [3, FEW + 6])
+def test_a_push_sends_each_file_once_and_asks_about_a_few_runs_or_lists_many(tmp_path, bucket, s3_endpoint, count):
     remote = _counting(bucket, s3_endpoint)
     archive = Archive(tmp_path / "a")
     runs = _runs(archive, count)
     sent = _counted(remote, lambda: push(archive, remote, runs, progress=False))
     assert sent["PutObject"] == count * (FILES_PER_RUN + 1) + count  # files, markers, objects: each once
-    assert "HeadObject" not in sent and sent["ListObjectsV2"] <= 3
-    assert _counted(remote, lambda: push(archive, remote, runs, progress=False)) == {"ListObjectsV2": 1}
+    assert "HeadObject" not in sent
+    again = _counted(remote, lambda: push(archive, remote, runs, progress=False))  # nothing new
+    assert again == {"ListObjectsV2": count if count <= FEW else 1}
+
+
+def test_a_push_of_one_run_asks_about_it_alone_whatever_the_remote_holds(tmp_path, bucket, s3_endpoint):
+    remote = _counting(bucket, s3_endpoint)
+    archive = Archive(tmp_path / "a")
+    *before, new = _runs(archive, 12)
+    push(archive, remote, before, progress=False)
+    sent = _counted(remote, lambda: push(archive, remote, [new], progress=False))
+    marker = marker_key(remote, "train", new.manifest["cache_base"], new.id)
+    asked = [key.split("/", 1)[1] for key in (marker, remote_object_key(remote, new.manifest["environment"]["lock"]))]
+    assert sorted(remote.listed) == sorted(["", *asked])  # its marker, its object, the bucket: no folder listed
+    assert sent == {"ListObjectsV2": 3, "PutObject": FILES_PER_RUN + 2}
 
 
 @pytest.mark.parametrize("count", [3, 40])
