@@ -121,10 +121,8 @@ def fetch_files(remote: Remote, pairs: list, progress: Progress | None = None):
 
 def read_small(remote: Remote, keys: list) -> dict:
     "Read small files `keys` from `remote` concurrently, one request each: `{key: bytes}`."
-    if not keys:
-        return {}
     options = {"max_concurrency": 1} if remote.protocol in ("s3", "s3a") else {}  # else s3fs asks each size first
-    return remote.fs.cat(list(keys), **options)
+    return remote.fs.cat(list(keys), **options) if keys else {}
 
 
 def write_small(remote: Remote, contents: dict):
@@ -144,11 +142,9 @@ def listing(remote: Remote, *parts) -> dict:
     "Every file below `parts` on `remote`: path relative to there -> size."
     base = remote.key(*parts)
     try:
-        if remote.protocol in ("s3", "s3a"):  # a prefix listing: one request, also when nothing is there
-            parent, _, name = base.rpartition("/")
-            found = remote.fs.find(parent, prefix=f"{name}/", detail=True)
-        else:
-            found = remote.fs.find(base, detail=True)
+        parent, _, name = base.rpartition("/")  # on S3 a prefix listing: one request, also when nothing is there
+        s3 = remote.protocol in ("s3", "s3a")
+        found = remote.fs.find(parent, prefix=f"{name}/", detail=True) if s3 else remote.fs.find(base, detail=True)
     except FileNotFoundError:
         return {}
     return {path[len(base) + 1:]: info.get("size") for path, info in found.items() if path.startswith(base + "/")}
@@ -162,8 +158,7 @@ def _exists(remote: Remote, key: str) -> bool:
 def existing(remote: Remote, keys: list, *folder) -> set:
     "Those of `keys` (all below `folder`) that `remote` has: a few asked about concurrently, more by listing `folder`."
     if len(keys) > FEW:
-        base = remote.key(*folder)
-        return set(keys) & {f"{base}/{relative}" for relative in listing(remote, *folder)}
+        return set(keys) & {remote.key(*folder, relative) for relative in listing(remote, *folder)}
     with ThreadPoolExecutor(WORKERS) as pool:
         return {key for key, there in zip(keys, pool.map(lambda key: _exists(remote, key), keys), strict=True) if there}
 
@@ -200,12 +195,14 @@ class remote_errors:
 
 
 def remote_runs(remote: Remote) -> dict:
-    "The runs complete on `remote` (those with a manifest): id -> (job, cache base)."
+    "The runs complete on `remote` (those with a manifest): id -> (job, cache base); none: `check_remote` says why."
     runs = {}
     for relative in listing(remote, "manifests"):
         parts = relative.split("/")
         if len(parts) == 3 and parts[2].endswith(".json"):
             runs[parts[2][:-5]] = (parts[0], parts[1])
+    if not runs:  # a bucket or folder that is not there lists as empty
+        check_remote(remote)
     return runs
 
 # %% ../nbs/28d_transfer.ipynb #83a69420
@@ -235,6 +232,17 @@ def _missing_objects(archive: Archive, remote: Remote, runs: list) -> list:
     return [(object_path(archive.root, sha), key) for key, sha in sorted(keys.items()) if key not in present]
 
 
+def _complete(remote: Remote, runs: list) -> set:
+    "The ids of `runs` complete on `remote`: a few asked about one by one, more found in the listing of every manifest."
+    if len(runs) > FEW:  # by id, from the index: no manifest read
+        return set(remote_runs(remote)) & {run.id for run in runs}
+    keys = {marker_key(remote, run.job, run.manifest.get("cache_base"), run.id): run.id for run in runs}
+    done = {keys[key] for key in existing(remote, list(keys), "manifests")}
+    if not done:  # nothing there yet: is the bucket (or folder) there at all?
+        check_remote(remote)
+    return done
+
+
 # %% ../nbs/28d_transfer.ipynb #72b72ab9
 def push_records(archive: Archive, remote: Remote) -> int:
     "Send the archive's registry, pipeline and sweep records the remote lacks or has shorter; returns files sent."
@@ -255,17 +263,14 @@ def push_records(archive: Archive, remote: Remote) -> int:
 def push(archive: Archive, remote: Remote, runs: list, progress: bool = True) -> dict:
     "Send `runs` (those not yet complete on `remote`), their objects, then the records; returns what was sent."
     with remote_errors(remote):
-        markers = {marker_key(remote, run.job, run.manifest.get("cache_base"), run.id): run for run in runs}
-        done = existing(remote, list(markers), "manifests")
-        if not done:  # nothing there yet: is the bucket (or folder) there at all?
-            check_remote(remote)
-        todo = {key: run for key, run in markers.items() if key not in done and run.status != DAMAGED}
-        pairs = [(run.path / name, run_key(remote, run.job, run.id, name))
-                 for run in todo.values() for name in run_files(run)]
-        pairs += _missing_objects(archive, remote, list(todo.values()))
+        done = _complete(remote, runs)
+        todo = [run for run in runs if run.id not in done and run.status != DAMAGED]
+        pairs = [(run.path / name, run_key(remote, run.job, run.id, name)) for run in todo for name in run_files(run)]
+        pairs += _missing_objects(archive, remote, todo)
         shown = Progress("push", len(pairs), sum(path.stat().st_size for path, _ in pairs)) if progress else None
         send_files(remote, pairs, shown)
-        write_small(remote, {key: dump_json(run.manifest, indent=1).encode() for key, run in todo.items()})  # last
+        write_small(remote, {marker_key(remote, run.job, run.manifest.get("cache_base"), run.id):  # last
+                             dump_json(run.manifest, indent=1).encode() for run in todo})
         if shown:
             shown.finish()
         records = push_records(archive, remote)
@@ -349,8 +354,6 @@ def pull(archive: Archive, remote: Remote, references=(), job=None, everything=F
         raise UsageError("which runs? give run ids, --job JOB or --all")
     with remote_errors(remote):
         there = remote_runs(remote)
-        if not there:
-            check_remote(remote)
         chosen = {rid: where for rid, where in there.items() if (everything or where[0] == job or any(
             rid.startswith(reference) for reference in references))}
         unknown = [r for r in references if not any(rid.startswith(r) for rid in there)]
@@ -426,7 +429,6 @@ def push_on_success(archive: Archive, project: Project, run: Run, name: str | No
 def verify_remote(remote: Remote, reference: str | None = None) -> list:
     "Problems found on `remote` (all runs, or those whose id starts with `reference`): `{check, run, problem}`."
     with remote_errors(remote):
-        check_remote(remote)
         there = {rid: where for rid, where in remote_runs(remote).items() if not reference or rid.startswith(reference)}
         files = listing(remote, "runs")
         objects = {name.replace("/", "") for name in listing(remote, "objects", "sha256")}
