@@ -32,7 +32,7 @@ from .snapshots import run_objects
 
 # %% ../nbs/28d_transfer.ipynb #bee9501a
 WORKERS = 16
-FEW = 64  # up to this many keys are asked about one by one (a request each, whatever the remote holds), more: listed
+FEW = 16  # up to this many keys are asked about one by one (a request each, whatever the remote holds), more: listed
 RECORD_DIRS = ("registry", "pipelines", "sweeps")
 
 # %% ../nbs/28d_transfer.ipynb #b0c176fa
