@@ -121,14 +121,15 @@ def fetch_files(remote: Remote, pairs: list, progress: Progress | None = None):
 
 def read_small(remote: Remote, keys: list) -> dict:
     "Read small files `keys` from `remote` concurrently, one request each: `{key: bytes}`."
-    options = {"max_concurrency": 1} if remote.protocol in ("s3", "s3a") else {}  # else s3fs asks each size first
+    s3 = {"max_concurrency": 1, "batch_size": WORKERS}  # else s3fs asks each size first, and fsspec opens ~128 at once
+    options = s3 if remote.protocol in ("s3", "s3a") else {}
     return remote.fs.cat(list(keys), **options) if keys else {}
 
 
 def write_small(remote: Remote, contents: dict):
     "Write small files `{key: bytes}` on `remote` (each atomically on `file://`)."
     if remote.protocol != "file":
-        remote.fs.pipe(contents)
+        remote.fs.pipe(contents, **({"batch_size": WORKERS} if remote.fs.async_impl else {}))
         return
     for key, data in contents.items():
         target = Path(key)
