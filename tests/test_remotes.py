@@ -1,5 +1,6 @@
 """Remotes: push and pull through a real S3 endpoint (moto's server) and a file:// share, the run cache asking a
-remote, an interrupted push, and a clear one-line error for each way a remote can be wrong."""
+remote, an interrupted push, a clear one-line error for each way a remote can be wrong, and how many requests push,
+pull and the remote cache make (a fixed number of listings whatever the number of runs, one request per file)."""
 
 import importlib.util
 import json
@@ -11,13 +12,21 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 
 import pytest
 from conftest import Project
 
+from mlkit.archive import Archive
+from mlkit.cache import cache_key
+from mlkit.objects import store_bytes
+from mlkit.remotes import remote_from_setting
+from mlkit.transfer import FEW, find_remote_cached, marker_key, pull, push, remote_object_key
+
 READS_INPUT = ("import mlkit\nfrom mlkit.config import project_path\npath = mlkit.log_input(project_path(data))\n"
                "mlkit.log_metric('size', len(open(path).read()))")
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+FILES_PER_RUN = 2  # in the runs `_runs` makes: notebook.ipynb and artifacts/metrics.json, besides the manifest
 
 
 def _free_port() -> int:
@@ -247,3 +256,87 @@ def test_the_store_stopped_mid_pipeline_is_one_line_and_the_archive_stays_sound(
     finally:
         store.kill()
         store.wait(timeout=10)
+
+
+def _counting(bucket, endpoint):
+    """A remote on `bucket` whose client counts its requests by operation (`.requests`) and keeps what it lists (`.listed`)."""
+    remote = remote_from_setting("origin", {"url": f"s3://{bucket}/team", "endpoint_url": endpoint})
+    remote.requests, remote.listed = Counter(), []
+    remote.fs.connect()
+
+    def count(event_name, params, **_):
+        remote.requests[event_name.rsplit(".", 1)[-1]] += 1
+        remote.listed += [params["Prefix"]] if "Prefix" in params else []
+    remote.fs.s3.meta.events.register("before-parameter-build.s3", count)
+    return remote
+
+
+def _runs(archive, count: int) -> list:
+    """`count` small runs of job `train`, each with a notebook, a metrics file and an environment object of its own."""
+    runs = []
+    for number in range(count):
+        run_id = f"20240501-1200{number:02d}-000-{number:06x}"
+        staging = archive.stage(run_id)
+        (staging / "notebook.ipynb").write_text(json.dumps({"cells": [{"source": f"x = {number}"}]}))
+        (staging / "artifacts" / "metrics.json").write_text(json.dumps({"auc": number}))
+        data = store_bytes(archive.root, f"row,{number}\n".encode())
+        base = f"{number:064x}"
+        runs.append(archive.commit(staging, {
+            "id": run_id, "job": "train", "status": "succeeded", "params": {}, "metrics": {}, "cache_base": base,
+            "cache_key": cache_key(base, []), "inputs": [], "environment": {"lock": data}}))
+    return runs
+
+
+def _counted(remote, action) -> Counter:
+    """The requests `action()` makes, by operation."""
+    remote.requests.clear()
+    remote.listed.clear()
+    action()
+    return Counter(remote.requests)
+
+
+@pytest.mark.parametrize("count", [3, FEW + 6])
+def test_a_push_sends_each_file_once_and_asks_about_a_few_runs_or_lists_many(tmp_path, bucket, s3_endpoint, count):
+    remote = _counting(bucket, s3_endpoint)
+    archive = Archive(tmp_path / "a")
+    runs = _runs(archive, count)
+    sent = _counted(remote, lambda: push(archive, remote, runs, progress=False))
+    assert sent["PutObject"] == count * (FILES_PER_RUN + 1) + count  # files, markers, objects: each once
+    assert "HeadObject" not in sent
+    again = _counted(remote, lambda: push(archive, remote, runs, progress=False))  # nothing new
+    assert again == {"ListObjectsV2": count if count <= FEW else 1}
+
+
+def test_a_push_of_one_run_asks_about_it_alone_whatever_the_remote_holds(tmp_path, bucket, s3_endpoint):
+    remote = _counting(bucket, s3_endpoint)
+    archive = Archive(tmp_path / "a")
+    *before, new = _runs(archive, 12)
+    push(archive, remote, before, progress=False)
+    sent = _counted(remote, lambda: push(archive, remote, [new], progress=False))
+    marker = marker_key(remote, "train", new.manifest["cache_base"], new.id)
+    asked = [key.split("/", 1)[1] for key in (marker, remote_object_key(remote, new.manifest["environment"]["lock"]))]
+    assert sorted(remote.listed) == sorted(["", *asked])  # its marker, its object, the bucket: no folder listed
+    assert sent == {"ListObjectsV2": 3, "PutObject": FILES_PER_RUN + 2}
+
+
+@pytest.mark.parametrize("count", [3, 40])
+def test_a_pull_reads_each_file_once_and_asks_no_sizes(tmp_path, bucket, s3_endpoint, count):
+    remote = _counting(bucket, s3_endpoint)
+    a, b = Archive(tmp_path / "a"), Archive(tmp_path / "b")
+    push(a, remote, _runs(a, count), progress=False)
+    got = _counted(remote, lambda: pull(b, remote, everything=True, objects=True))
+    assert got["GetObject"] == count * (FILES_PER_RUN + 1) + count  # markers, files, objects
+    assert "HeadObject" not in got and got["ListObjectsV2"] <= 5
+    assert _counted(remote, lambda: pull(b, remote, everything=True)) == {"ListObjectsV2": 4}  # runs, 3 records
+
+
+def test_a_remote_cache_hit_reads_its_manifest_once_and_a_miss_is_one_listing(tmp_path, bucket, s3_endpoint):
+    remote = _counting(bucket, s3_endpoint)
+    a = Archive(tmp_path / "a")
+    push(a, remote, _runs(a, 5), progress=False)
+    fresh = Archive(tmp_path / "fresh")
+    hits = []
+    counted = _counted(remote, lambda: hits.append(find_remote_cached(fresh, remote, "train", f"{3:064x}")))
+    assert counted == {"ListObjectsV2": 2, "GetObject": 1 + FILES_PER_RUN}  # the base, the run's folder; its files
+    assert hits[0].id == "20240501-120003-000-000003" and hits[0].cached_from == "origin"
+    assert _counted(remote, lambda: find_remote_cached(fresh, remote, "train", "f" * 64)) == {"ListObjectsV2": 1}
