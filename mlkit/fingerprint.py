@@ -11,7 +11,6 @@ __all__ = ['sha256_bytes', 'sha256_file', 'file_record', 'library_sha256', 'git_
 import hashlib
 import importlib.util
 import platform
-import subprocess
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -48,14 +47,16 @@ def library_sha256() -> str:
     return digest.hexdigest()
 
 # %% ../nbs/06_fingerprint.ipynb #fb3a0c17
-def _git(folder, *args) -> subprocess.CompletedProcess:
-    "Run `git -C folder args`, capturing its output."
+def _git(folder, *args):
+    "Run `git -C folder args`, capturing its output (a `subprocess.CompletedProcess`)."
+    import subprocess  # here, not at the top: a cache hit never starts a process
     return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10,
                           check=False)
 
 # %% ../nbs/06_fingerprint.ipynb #fb3a0c18
 def git_state(folder) -> dict:
     "`{git_commit, git_dirty}` of the repository holding `folder` (None values outside git)."
+    import subprocess
     try:
         head = _git(folder, "rev-parse", "HEAD")
         if head.returncode != 0:

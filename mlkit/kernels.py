@@ -11,7 +11,6 @@ __all__ = ['THIS_ENVIRONMENT', 'NO_HISTORY', 'this_environment_spec', 'spec_mana
 # %% ../nbs/12_kernels.ipynb #fd5b8b0b
 import shutil
 import sys
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -102,6 +101,7 @@ def start_kernel(manager, cwd, env: dict, log_file=None):
     from jupyter_core.utils import run_sync
     if manager.kernel_name == THIS_ENVIRONMENT:
         manager.transport = "ipc"
+        import tempfile
         manager.ip = str(Path(tempfile.mkdtemp(prefix="mlkit-")) / "kernel")
     run_sync(manager.start_kernel)(cwd=str(cwd), env=env, stdout=log_file, stderr=log_file)
 

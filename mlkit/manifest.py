@@ -15,7 +15,6 @@ __all__ = ['INDEX_FILE', 'STAGING_DIR', 'REGISTRY_DIR', 'PIPELINES_DIR', 'SWEEPS
 import json
 import os
 import re
-import secrets
 import shutil
 import threading
 from datetime import UTC, datetime
@@ -44,7 +43,7 @@ RUN_ID_PATTERN = re.compile(r"\d{8}-\d{6}-\d{3}-[0-9a-f]{6}")
 def new_run_id(now: datetime | None = None) -> str:
     "A run id that sorts by start time (UTC, milliseconds) and is unique under concurrency."
     now = now or datetime.now(UTC)
-    return f"{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}-{secrets.token_hex(3)}"
+    return f"{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}-{os.urandom(3).hex()}"  # as secrets.token_hex(3)
 
 # %% ../nbs/09_manifest.ipynb #a2c5c5eb
 _ID_SHAPE = "YYYYMMDD-HHMMSS-mmm-xxxxxx"
