@@ -51,7 +51,7 @@ def compare(label: str, ours: list, theirs: list, rounds: int) -> float:
         ours_times.append(timed(ours))
     ours_median, theirs_median = statistics.median(ours_times), statistics.median(theirs_times)
     ratio = ours_median / theirs_median
-    print(f"{label:<34} mlkit {ours_median:6.3f} s   papermill {theirs_median:6.3f} s   ratio {ratio:5.2f}x")
+    print(f"{label:<34} mlkit {ours_median:6.3f} s   papermill {theirs_median:6.3f} s   ratio {ratio:6.3f}x")
     return ratio
 
 
