@@ -17,6 +17,7 @@ from pathlib import Path
 from .archive import Archive, Run, open_archive
 from .config import find_project
 from .errors import UsageError
+from .object_fetch import fetch_missing_objects
 from .snapshots import restore_inputs
 from .text_tables import format_table
 
@@ -143,6 +144,7 @@ def reproduce(reference: str, *, current: bool = False, rtol: float = 0.0, atol:
     prepared = prepare(original.job, manifest.get("params_given", {}), use_default_params=False, project=project,
                        notebook_path=notebook_path, job_name=original.job, kernel=kernel, cwd=cwd)
     restored = store.staging_dir / f"restore-{original.id}.{os.getpid()}"
+    fetch_missing_objects(store, original, project)  # a pulled run's snapshots, from the remote, if it has them
     states, prepared.env = restore_inputs(manifest.get("inputs", []), store.root, restored)
     if announce:
         announce(f"reproducing run {original.id} ({'working copy' if current else 'archived notebook'})")

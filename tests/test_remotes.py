@@ -340,3 +340,20 @@ def test_a_remote_cache_hit_reads_its_manifest_once_and_a_miss_is_one_listing(tm
     assert counted == {"ListObjectsV2": 2, "GetObject": 1 + FILES_PER_RUN}  # the base, the run's folder; its files
     assert hits[0].id == "20240501-120003-000-000003" and hits[0].cached_from == "origin"
     assert _counted(remote, lambda: find_remote_cached(fresh, remote, "train", "f" * 64)) == {"ListObjectsV2": 1}
+
+
+def test_a_pulled_run_fetches_its_snapshots_when_a_command_needs_them(tmp_path, bucket, s3_endpoint):
+    a, b = _clone(tmp_path / "a"), _clone(tmp_path / "elsewhere" / "b")
+    for clone in (a, b):
+        _add_s3(clone, bucket, s3_endpoint)
+    run = a.run_json("j", check=0)
+    a.mlkit("push", "--all", check=0)
+    pulled = json.loads(b.mlkit("pull", "--all", "--json", check=0).stdout)
+    assert pulled["runs"] == 1 and pulled["objects"] == 0  # folders only: no snapshot came
+    assert not (b.archive / "objects" / "sha256").exists()
+    checkout = b.mlkit("data", "checkout", run["id"], "--to", tmp_path / "out", check=0)
+    assert "not written" not in checkout.stdout
+    assert [p.read_text() for p in (tmp_path / "out").iterdir()] == ["hello remote"]
+    (a.root / "data.txt").unlink()  # the file the run read is gone (A's machine): reproduce must restore the snapshot
+    reproduced = b.mlkit("reproduce", run["id"], check=0)
+    assert "restored from snapshot" in reproduced.stdout and "NOT reproduced" not in reproduced.stdout

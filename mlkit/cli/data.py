@@ -32,9 +32,12 @@ def _checkout_name(record: dict, taken: set) -> str:
 
 def checkout_inputs(store: Archive, run_id: str, target) -> list:
     "Write the snapshotted inputs of run `run_id` into folder `target`; one `[input, written to or why not]` each."
+    from mlkit.config import find_project
+    from mlkit.object_fetch import fetch_missing_objects
     from mlkit.objects import object_path
     from mlkit.snapshots import input_objects, restore_input
     found = store.get_run(run_id)
+    fetch_missing_objects(store, found, find_project())  # after a pull without --objects
     target, taken, rows = Path(target), set(), []
     if target.is_symlink() and not target.exists():
         raise UsageError(f"{target} is a symbolic link to nothing; checkout never writes through one")
@@ -100,9 +103,13 @@ def _add_gc(commands):
 # %% ../../nbs/cli/57_data.ipynb #eba8cbc8
 def command_env(args) -> int:
     "mlkit env RUN: the run's environment as a pinned requirements file or a Dockerfile."
+    from mlkit.config import find_project
+    from mlkit.object_fetch import fetch_missing_objects
     from mlkit.objects import read_object
     from mlkit.snapshots import dockerfile_text, requirements_text
-    found = archive_of(args).get_run(args.run)
+    store = archive_of(args)
+    found = store.get_run(args.run)
+    fetch_missing_objects(store, found, find_project())  # after a pull without --objects
     lock = (found.manifest.get("environment") or {}).get("lock")
     if not lock:
         raise UsageError(f"run {found.id} recorded no environment object (an older mlkit, or a non-Python kernel)")
