@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .archive import MANIFEST_FILE, Archive, Run, read_manifest
+from .config import find_project
 from .cache import cache_enabled, find_cached
-from .transfer import remote_cache_hit
+from .transfer import push_on_success, remote_cache_hit
 from .errors import UsageError
 from .prepare import PreparedJob
 from .remote_points import execute_and_push, pull_outcome, remote_setting
@@ -68,12 +69,16 @@ def execute_point(task: PointTask, launched=None) -> dict:
 
 # %% ../nbs/33_executors.ipynb #6024e1ed
 def index_outcome(archive: Archive, outcome: dict) -> Run:
-    "Index the run an executor reported in `outcome` (the coordinator's job); returns it."
+    "Index the run an executor reported in `outcome` (the coordinator's job), pushed when the project says so; returns it."
     if outcome.get("remote"):  # pushed by a worker: pulled here, and indexed
         return pull_outcome(archive, outcome)
     folder = Path(outcome["path"])
     archive.index(outcome["manifest"], folder)
-    return Run(folder, manifest=outcome["manifest"])
+    run = Run(folder, manifest=outcome["manifest"])
+    project = find_project(outcome["manifest"].get("project"))
+    if not outcome.get("reused") and cache_remote_name(project):  # `push = "on-success"` holds for points and stages
+        push_on_success(archive, project, run)
+    return run
 
 # %% ../nbs/33_executors.ipynb #6ac0fcd1
 def cache_hit(job: PreparedJob, archive: Archive) -> Run | None:

@@ -8,8 +8,8 @@ Docs: https://mlkit-dev.github.io/mlkit/manifest.html.md"""
 __all__ = ['INDEX_FILE', 'STAGING_DIR', 'REGISTRY_DIR', 'PIPELINES_DIR', 'SWEEPS_DIR', 'SERVING_DIR', 'OBJECTS_DIR',
            'MANIFEST_FILE', 'STATUSES', 'DAMAGED', 'RUN_ID_PATTERN', 'RESERVED_NAMES', 'SCHEMA_VERSION', 'REPORT_DIR',
            'UI_FILE', 'new_run_id', 'check_run_reference', 'utc_now', 'iso', 'check_job_name', 'write_json_atomic',
-           'inspect_manifest', 'read_manifest', 'Run', 'process_alive', 'remove_stale_staging', 'default_report_dir',
-           'page_link']
+           'inspect_manifest', 'read_manifest', 'Run', 'cached_label', 'process_alive', 'remove_stale_staging',
+           'default_report_dir', 'page_link']
 
 # %% ../nbs/09_manifest.ipynb #b824ba94
 import json
@@ -192,6 +192,11 @@ class Run:
 
     def _repr_html_(self):
         return _run_html(self)
+
+# %% ../nbs/09_manifest.ipynb #19fdd31a
+def cached_label(cached: bool, source: str | None = None) -> str:
+    "` (cached from SOURCE)` for what a remote's cache served, ` (cached)` for a local hit, else nothing."
+    return f" (cached from {source})" if source else " (cached)" if cached else ""
 
 # %% ../nbs/09_manifest.ipynb #a5c0de68
 def process_alive(pid: int) -> bool:

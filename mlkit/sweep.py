@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .archive import Archive, iso, new_run_id, process_alive, utc_now, write_json_atomic
+from .manifest import cached_label
 from .config import find_project, read_yaml
 from .errors import ParameterError, RunNotFoundError, UsageError
 from .executors import PointTask, cache_hit, index_outcome, make_executor
@@ -198,6 +199,7 @@ class PointResult:
     status: str = "pending"
     run_id: str | None = None
     cached: bool = False
+    cached_from: str | None = None  # the remote whose cache served the point
     seconds: float | None = None
     metrics: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
@@ -226,7 +228,7 @@ def sweep_table(points: list, metric: str | None, goal: str = "maximize") -> tup
     names = varying_names(points)
     shown = [metric] if metric else sorted({m for p in points for m in p.metrics})
     headers = ["rank", "point", "status", "run", *names, *shown, "seconds"]
-    rows = [[rank, p.point, p.status + (" (cached)" if p.cached else ""), p.run_id, *[p.params.get(n) for n in names],
+    rows = [[rank, p.point, p.status + cached_label(p.cached, p.cached_from), p.run_id, *[p.params.get(n) for n in names],
              *[p.metrics.get(m) for m in shown], p.seconds] for rank, p in enumerate(rank_points(points, metric, goal), 1)]
     return headers, rows
 
@@ -311,7 +313,7 @@ def sweep_runs(archive: Archive, reference: str, metric: str | None = None, asce
 def _settle(result: PointResult, run):
     "Fill `result` from the archived `run` (its seconds are the run's own, queueing left out)."
     result.status, result.run_id, result.cached = run.status, run.id, run.cached
-    result.metrics, result.seconds = dict(run.metrics), run.duration_s
+    result.metrics, result.seconds, result.cached_from = dict(run.metrics), run.duration_s, getattr(run, "cached_from", None)
     if not run.succeeded:
         error = run.manifest.get("error") or {}
         result.note = f"{error.get('ename')}: {error.get('evalue')}"
@@ -377,7 +379,7 @@ def _reporter(result: SweepResult, archive: Archive, total: int, began: float, a
             failed = sum(p.status != "succeeded" for p in done)
             running = min(workers, total - len(done))
             values = " ".join(f"{k}={v}" for k, v in point.values.items())
-            announce(f"point {point.point} ({values}): {point.status}{' (cached)' if point.cached else ''}"
+            announce(f"point {point.point} ({values}): {point.status}{cached_label(point.cached, point.cached_from)}"
                      f" run {point.run_id} | " + progress_line(total, len(done), running, failed,
                                                                  time.monotonic() - began))
     return report

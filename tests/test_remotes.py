@@ -357,3 +357,15 @@ def test_a_pulled_run_fetches_its_snapshots_when_a_command_needs_them(tmp_path, 
     (a.root / "data.txt").unlink()  # the file the run read is gone (A's machine): reproduce must restore the snapshot
     reproduced = b.mlkit("reproduce", run["id"], check=0)
     assert "restored from snapshot" in reproduced.stdout and "NOT reproduced" not in reproduced.stdout
+
+
+def test_a_sweep_says_which_points_a_remote_cache_served(tmp_path, bucket, s3_endpoint):
+    a = _clone(tmp_path / "a")
+    (a.root / "other.txt").write_text("another input")
+    _add_s3(a, bucket, s3_endpoint, 'push = "on-success"\ncache_remote = "origin"')
+    first = a.mlkit("sweep", "run", "j", "--grid", "data=data.txt,other.txt", check=0)
+    assert "cached" not in first.stdout
+    shutil.rmtree(a.archive)  # a fresh runner: both points are on the remote
+    again = a.mlkit("sweep", "run", "j", "--grid", "data=data.txt,other.txt", check=0)
+    assert again.stdout.count("succeeded (cached from origin)") == 2, again.stdout
+    assert "2 cached or identical, 0 to run" in again.stderr

@@ -11,13 +11,13 @@ __all__ = ['command_pipeline_run', 'command_pipeline_status', 'add_commands']
 import time
 
 from . import add_command, add_junit_option, add_remote_option, archive_of, command_group, emit, say, use_remote
+from ..manifest import cached_label
 from ..text_tables import format_table
 
 # %% ../../nbs/cli/54_pipeline.ipynb #c3d0a003
 def _cached_label(stage: dict) -> str:
     "` (cached from NAME)` for a stage a remote's cache served, ` (cached)` for the local cache, else nothing."
-    source = stage.get("cached_from")
-    return f" (cached from {source})" if source else " (cached)" if stage.get("cached") else ""
+    return cached_label(stage.get("cached", False), stage.get("cached_from"))
 
 
 def _stages_table(results: list) -> str:
