@@ -2,10 +2,13 @@
 pseudonym key against its inferred signature (422, every failure, no value echoed), a scoring error a logged 500;
 the same model saved twice is one sha256."""
 
+import functools
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
@@ -90,22 +93,38 @@ def test_the_same_model_saved_twice_has_one_sha256(tmp_path):
 
 def test_a_scoring_error_inside_a_batch_fails_only_its_own_request(served_bc, monkeypatch):
     project, _ = served_bc
-    app = create_app("bc:1", archive=project.archive, plugins=[], max_batch_delay=0.2)  # requests wait to batch
-    served = app.state.mlkit.holder.current
-    predict, batch_sizes = served.predict, []
+    app = create_app("bc:1", archive=project.archive, plugins=[])
+    served, scorer = app.state.mlkit.holder.current, app.state.mlkit.scorer
+    predict, gate, calls, failed_calls = served.predict, threading.Event(), [], []
 
     def fails_on_99(frame):
-        batch_sizes.append(len(frame))
+        calls.append(len(frame))
+        assert gate.wait(30)  # held until the test has lined requests up
         if (frame["mean radius"] == 99.0).any():
+            failed_calls.append(len(frame))
             raise RuntimeError("secret internals")
         return predict(frame)
+
+    def until(condition):
+        deadline = time.monotonic() + 30
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert condition()
 
     monkeypatch.setattr(served, "predict", fails_on_99)
     bodies = [{"dataframe_records": [{"mean radius": 10.0 + i, "mean texture": 19.0}] * (1 + i % 2)} for i in range(5)]
     bodies.insert(2, {"dataframe_records": [{"mean radius": 99.0, "mean texture": 19.0}]})
     with TestClient(app) as client, ThreadPoolExecutor(len(bodies)) as pool:
-        answers = list(pool.map(lambda body: client.post("/invocations", json=body), bodies))
-    assert max(batch_sizes) > 2  # the requests were scored together before the failing one was found
+        post = functools.partial(client.post, "/invocations")
+        futures = [pool.submit(post, json=bodies[0])]  # scored alone: the server was idle
+        until(lambda: len(calls) == 1)
+        futures.append(pool.submit(post, json=bodies[1]))  # the first batch, held
+        until(lambda: len(calls) == 2)
+        futures += [pool.submit(post, json=body) for body in bodies[2:]]
+        until(lambda: len(scorer.pending) == 4)  # the failing request and three others wait for one batch
+        gate.set()
+        answers = [future.result() for future in futures]
+    assert failed_calls == [5, 1]  # the batch of four (5 rows) failed, then each of them was scored alone
     assert [answer.status_code for answer in answers] == [200, 200, 500, 200, 200, 200]
     failed = answers[2]
     assert failed.headers["x-request-id"] in failed.json()["error"]["message"] and "secret" not in failed.text
