@@ -7,7 +7,7 @@ Docs: https://mlkit-dev.github.io/mlkit/object_fetch.html.md"""
 # %% auto #0
 __all__ = ['missing_objects', 'fetch_missing_objects']
 
-# %% ../nbs/28e_object_fetch.ipynb #8e565755
+# %% ../nbs/28e_object_fetch.ipynb #0beda725
 from .archive import Archive, Run
 from .config import Project
 from .objects import object_path
@@ -15,12 +15,12 @@ from .remotes import cache_remote_name, get_remote, project_remotes
 from .snapshots import run_objects
 from .transfer import fetch_all_objects, remote_errors
 
-# %% ../nbs/28e_object_fetch.ipynb #0419cda0
+# %% ../nbs/28e_object_fetch.ipynb #fbae1c69
 def missing_objects(run: Run, archive: Archive) -> set:
     "The objects (snapshots, environment) that `run` refers to and the store of `archive` lacks."
     return {sha for sha in run_objects(run.manifest, archive.root) if not object_path(archive.root, sha).is_file()}
 
-# %% ../nbs/28e_object_fetch.ipynb #0a8614fb
+# %% ../nbs/28e_object_fetch.ipynb #4ae59e27
 def _object_remote(project: Project, name: str | None):
     "The remote to fetch objects from: `name`, else the project's cache remote, else its only remote; None without one."
     chosen = cache_remote_name(project, name)
@@ -28,7 +28,7 @@ def _object_remote(project: Project, name: str | None):
         return None
     return get_remote(chosen, project)
 
-# %% ../nbs/28e_object_fetch.ipynb #b2b222e1
+# %% ../nbs/28e_object_fetch.ipynb #e55f770b
 def fetch_missing_objects(archive: Archive, run: Run, project: Project, name: str | None = None) -> int:
     "Fetch the objects `run` needs and `archive` lacks from the remote (`name`, else the cache remote, else the only one)."
     if not missing_objects(run, archive):

@@ -22,7 +22,7 @@ from .pipeline import (Pipeline, Stage, StageResult, failure_note, load_pipeline
 from .prepare import prepare
 from .runner import run
 from .services import PipelineServices
-from .transfer import cached_note
+from .manifest import cached_label
 
 # %% ../nbs/34_pipeline_run.ipynb #e1a0c034
 def _run_stage(stage: Stage, runs: dict, archive: Path, force: bool, urls: dict | None = None) -> tuple:
@@ -37,7 +37,7 @@ def _run_stage(stage: Stage, runs: dict, archive: Path, force: bool, urls: dict 
 # %% ../nbs/34_pipeline_run.ipynb #2c247d20
 def stage_line(number: int, total: int, stage, result) -> str:
     "The line announcing that `stage` (number `number` of `total`) ended with `result`."
-    cached = cached_note(result) or (" (cached)" if result.cached else "")
+    cached = cached_label(result.cached, result.cached_from)
     note = f" — {result.note}" if result.note else ""
     return (f"[{number}/{total}] {stage.name} ({stage.job}): {result.status}{cached} run {result.run_id} "
             f"in {result.seconds}s{note}")

@@ -6,7 +6,7 @@ Docs: https://mlkit-dev.github.io/mlkit/pseudonyms.html.md"""
 
 # %% auto #0
 __all__ = ['PSEUDONYM_KEY_ENV', 'DEVELOPMENT_KEY', 'MIN_KEY_BYTES', 'MAKE_KEY', 'secret_key', 'key_origin', 'pseudonym',
-           'is_identifier', 'pseudonymized', 'pseudonymized_columns', 'names_people']
+           'is_identifier', 'pseudonymized', 'pseudonymized_columns', 'people_columns', 'names_people']
 
 # %% ../nbs/08_pseudonyms.ipynb #2eeac998
 import hashlib
@@ -60,10 +60,15 @@ def pseudonymized_columns(columns: dict, key: bytes, features=()) -> dict:
             if is_identifier(column, features) else values for column, values in columns.items()}
 
 # %% ../nbs/08_pseudonyms.ipynb #801c9275
+def people_columns(contract: dict) -> list:
+    "The columns of `contract` that name people: identifiers (`*_id`), its `key`, or columns marked `pii`."
+    keys = set(contract.get("key") or [])
+    return [name for name, spec in (contract.get("columns") or {}).items()
+            if is_identifier(name) or name in keys or (spec or {}).get("pii")]
+
+# %% ../nbs/08_pseudonyms.ipynb #e4018466
 def names_people(contract: dict | None) -> bool:
     "Whether rows checked by `contract` may name people: no contract, open columns, an identifier or PII column, or identifiers in the data the model came from."
     if contract is None or contract.get("allow_extra_columns", False) or contract.get("lineage_identifiers"):
         return True
-    keys = set(contract.get("key") or [])
-    return any(is_identifier(name) or name in keys or (spec or {}).get("pii")
-               for name, spec in (contract.get("columns") or {}).items())
+    return bool(people_columns(contract))

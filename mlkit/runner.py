@@ -27,6 +27,7 @@ from .cells import cell_streams, failure_details
 from .fingerprint import environment, file_record, git_state, library_sha256, sha256_bytes
 from .jsonio import read_json, strict_data
 from .kernels import check_kernel
+from .manifest import cached_label
 from .normalize import output_sha256
 from .prepare import PreparedJob, check_timeout, prepare
 from .record import recorded_alerts, recorded_inputs, recorded_upstream, uncacheable_reasons
@@ -415,14 +416,14 @@ def run(job, params: dict | None = None, *, archive=None, param_files=(), yaml_t
     store = Archive(prepared.project.archive_dir(archive))
     if not force and cache_enabled(prepared.project.settings, prepared.settings):
         base = job_cache_base(prepared)
-        hit, note = find_cached(store, prepared.job, base, root=prepared.project.root), ""
+        hit = find_cached(store, prepared.job, base, root=prepared.project.root)
         if hit is None and cache_remote_name(prepared.project, remote):  # transfers load only with a remote
-            from mlkit.transfer import cached_note, remote_cache_hit
+            from mlkit.transfer import remote_cache_hit
             hit = remote_cache_hit(store, prepared, base, remote)
-            note = cached_note(hit) if hit is not None else ""
         if hit is not None:
             if announce:
-                announce(f"cache hit: {prepared.job} already ran with these inputs as run {hit.id}{note}")
+                label = cached_label(False, getattr(hit, "cached_from", None))  # names the remote that served it
+                announce(f"cache hit: {prepared.job} already ran with these inputs as run {hit.id}{label}")
             return hit
     extra = {"upstream": list(upstream)} if upstream else None
     launched = launch_ahead(prepared, store) if timeout is None or timeout > 0 else None  # boots while papermill loads

@@ -7,7 +7,7 @@ Docs: https://mlkit-dev.github.io/mlkit/signatures.html.md"""
 # %% auto #0
 __all__ = ['TABLE_SUFFIXES', 'logged_signature', 'input_tables', 'lineage_identifiers', 'version_signature']
 
-# %% ../nbs/29c_signatures.ipynb #4a0f830a
+# %% ../nbs/29c_signatures.ipynb #c5efd99e
 import json
 import tempfile
 from pathlib import Path
@@ -15,23 +15,23 @@ from pathlib import Path
 from .archive import Archive, Run
 from .errors import MlkitError
 from .models import infer_signature, load_model
-from .pseudonyms import is_identifier
+from .fingerprint import sha256_file
+from .pseudonyms import is_identifier, people_columns
 from .snapshots import restore_input
 from .table_files import read_table
 
-# %% ../nbs/29c_signatures.ipynb #132f0fbe
+# %% ../nbs/29c_signatures.ipynb #95dd5fe3
 def logged_signature(run: Run, artifact: str) -> dict | None:
     "The signature logged beside artifact `artifact` (`artifacts/<name>.skops`) of `run`, if any."
     path = run.path / Path(artifact).with_suffix(".signature.json")
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
-# %% ../nbs/29c_signatures.ipynb #6c700518
+# %% ../nbs/29c_signatures.ipynb #6758dfc2
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 
 
 def _readable_table(record: dict, archive: Archive, target: Path) -> Path | None:
     "Where input `record` (a table) can be read: its snapshot restored at `target`, else the unchanged original."
-    from mlkit.fingerprint import sha256_file
     original = Path(record.get("path", ""))
     if record.get("type") != "file" or original.suffix.lower() not in TABLE_SUFFIXES:
         return None
@@ -39,7 +39,7 @@ def _readable_table(record: dict, archive: Archive, target: Path) -> Path | None
         return restore_input(record, archive.root, target.with_suffix(original.suffix))
     return original if original.is_file() and sha256_file(original) == record.get("sha256") else None
 
-# %% ../nbs/29c_signatures.ipynb #562b92cb
+# %% ../nbs/29c_signatures.ipynb #5cef76a2
 def input_tables(run: Run, archive: Archive, folder: Path) -> list:
     "`(path, frame)` of each table `run` declared as an input that can still be read (snapshots restored into `folder`)."
     found = []
@@ -52,7 +52,7 @@ def input_tables(run: Run, archive: Archive, folder: Path) -> list:
             continue  # a snapshot that is gone or damaged: that table cannot tell
     return found
 
-# %% ../nbs/29c_signatures.ipynb #d9875bec
+# %% ../nbs/29c_signatures.ipynb #674e8e0c
 def _contract_identifiers(run: Run) -> set:
     "Identifier, key and PII columns of the data contract `run` logged it was checked against."
     from mlkit.contract import load_contract
@@ -60,12 +60,9 @@ def _contract_identifiers(run: Run) -> set:
     path = Path(run.manifest.get("project") or ".") / str(logged.get("file") or "")
     if not logged.get("file") or not path.is_file():
         return set()
-    contract = load_contract(path)
-    keys = set(contract.get("key") or [])
-    return {name for name, spec in contract["columns"].items()
-            if is_identifier(name) or name in keys or (spec or {}).get("pii")}
+    return set(people_columns(load_contract(path)))
 
-# %% ../nbs/29c_signatures.ipynb #746f8f96
+# %% ../nbs/29c_signatures.ipynb #cd033640
 def lineage_identifiers(run: Run, archive: Archive, limit: int = 100) -> list:
     "Columns naming people in the data contracts of `run` and its upstream runs (at most `limit` runs)."
     seen, waiting, found = set(), [run], set()
@@ -82,24 +79,30 @@ def lineage_identifiers(run: Run, archive: Archive, limit: int = 100) -> list:
                 continue  # a run collected since: its contract is not known
     return sorted(found)
 
-# %% ../nbs/29c_signatures.ipynb #e3d1bf68
-def _table_signature(run: Run, archive: Archive, artifact: str) -> tuple:
-    "`(signature, source, identifier columns)` from the training table that holds every feature the model was fitted on."
+# %% ../nbs/29c_signatures.ipynb #c5d0cb47
+def _model_features(run: Run, artifact: str) -> list | None:
+    "The columns the model in `artifact` was fitted on (`feature_names_in_`), loaded with its sha256 checked; None if unknown."
     record = {r["path"]: r for r in run.manifest.get("artifacts", [])}.get(artifact) or {}
     try:
         features = getattr(load_model(run.path / artifact, record.get("sha256")), "feature_names_in_", None)
     except (MlkitError, OSError, ValueError):
-        return None, None, []
+        return None
+    return None if features is None else [str(name) for name in features]
+
+# %% ../nbs/29c_signatures.ipynb #ebac367d
+def _table_signature(run: Run, archive: Archive, artifact: str) -> tuple:
+    "`(signature, source, identifier columns)` from the training table that holds every feature the model was fitted on."
+    features = _model_features(run, artifact)
     if features is None:
         return None, None, []
     with tempfile.TemporaryDirectory() as folder:
         for path, frame in input_tables(run, archive, Path(folder)):
             if set(features) <= set(frame.columns):
-                named = [str(column) for column in frame.columns if is_identifier(column, list(features))]
-                return infer_signature(frame[list(features)]), f"input {path}", named
+                named = [str(column) for column in frame.columns if is_identifier(column, features)]
+                return infer_signature(frame[features]), f"input {path}", named
     return None, None, []
 
-# %% ../nbs/29c_signatures.ipynb #c7b39293
+# %% ../nbs/29c_signatures.ipynb #2a5e7fce
 def version_signature(run: Run, archive: Archive, artifact: str) -> dict | None:
     "`{signature, from, identifiers}` to register artifact `artifact` (`artifacts/...`) of `run` with, or None."
     signature, source, named = logged_signature(run, artifact), "mlkit.log_model", []

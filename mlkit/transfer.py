@@ -8,8 +8,8 @@ Docs: https://mlkit-dev.github.io/mlkit/transfer.html.md"""
 __all__ = ['WORKERS', 'FEW', 'RECORD_DIRS', 'NO_BASE', 'run_key', 'marker_key', 'remote_object_key', 'Progress', 'send_files',
            'fetch_files', 'read_small', 'write_small', 'listing', 'existing', 'check_remote', 'remote_errors',
            'remote_runs', 'run_files', 'select_runs', 'push_records', 'push', 'fetch_objects', 'fetch_all_objects',
-           'pull_run', 'pull', 'pull_records', 'find_remote_cached', 'remote_cache_hit', 'cached_note',
-           'push_on_success', 'verify_remote']
+           'pull_run', 'pull', 'pull_records', 'find_remote_cached', 'remote_cache_hit', 'push_on_success',
+           'verify_remote']
 
 # %% ../nbs/28d_transfer.ipynb #b6ddab91
 import json
@@ -411,12 +411,6 @@ def remote_cache_hit(archive: Archive, job, base: str, name: str | None = None) 
     "The run of prepared `job` the cache remote (see `cache_remote_name`) serves after a local miss, if any."
     chosen = cache_remote_name(job.project, name)
     return find_remote_cached(archive, get_remote(chosen, job.project), job.job, base, root=job.project.root) if chosen else None
-
-
-def cached_note(run: Run) -> str:
-    "` (cached from NAME)` for a run a remote's cache served, else nothing."
-    source = getattr(run, "cached_from", None)
-    return f" (cached from {source})" if source else ""
 
 
 def push_on_success(archive: Archive, project: Project, run: Run, name: str | None = None) -> Run:

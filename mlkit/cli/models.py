@@ -9,7 +9,10 @@ __all__ = ['command_models_register', 'command_models_list', 'command_models_sho
            'command_models_rollback', 'command_models_history', 'add_commands']
 
 # %% ../../nbs/cli/53_models.ipynb #783490ee
+from pathlib import Path
+
 from . import add_command, command_group, emit, metrics_text, print_json
+from ..errors import UsageError
 from ..text_tables import format_table
 
 # %% ../../nbs/cli/53_models.ipynb #b2c0a007
@@ -22,8 +25,6 @@ def _open_registry(archive):
 # %% ../../nbs/cli/53_models.ipynb #11efebe3
 def _register_target(args, archive) -> tuple:
     "`(model name, run, artifact file)` that `models register` names: `RUN [--name NAME]`, or `NAME --run RUN`."
-    from pathlib import Path
-    from mlkit.errors import UsageError
     if args.run is not None and args.name is not None:
         raise UsageError("give the model's name once: `models register RUN --name NAME` or `models register NAME --run RUN`")
     run = archive.get_run(args.run if args.run is not None else args.target)
