@@ -158,7 +158,7 @@ _ADVICE = [
     (("NoCredentials", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Unable to locate credentials",
       "DefaultCredentialsError", "ClientAuthenticationError"),
      "no valid credentials: set them in the environment (e.g. AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) or a profile"),
-    (("AccessDenied", "PermissionError", "Forbidden", "403"), "permission denied: check the credentials' rights"),
+    (("AccessDenied", "PermissionError", "Forbidden", "(403)"), "permission denied: check the credentials' rights"),
     (("NoSuchBucket", "bucket does not exist", "ContainerNotFound"),
      "the bucket does not exist: create it, or fix the URL with `mlkit remote add`"),
     (("EndpointConnectionError", "ConnectTimeout", "ClientConnector", "Connection refused", "ConnectionError",
@@ -166,12 +166,24 @@ _ADVICE = [
 ]
 
 
+def _advice_for(text: str) -> str | None:
+    "The advice whose marker starts a word of `text`, if any."
+    for markers, advice in _ADVICE:
+        if any(re.search(r"(?<![A-Za-z0-9])" + re.escape(marker), text) for marker in markers):
+            return advice
+    return None
+
+
 def remote_error(remote: Remote, error: BaseException) -> RemoteError:
     "A one-line `RemoteError` for `error`, raised while using `remote`."
     text = f"{type(error).__name__}: {error}"
-    for markers, advice in _ADVICE:
-        if any(marker in text for marker in markers):
-            return RemoteError(f"{remote.describe()}: {advice} ({text.splitlines()[0][:160]})")
+    causes, cause = [], error
+    while cause is not None and len(causes) < 10:
+        causes.append(type(cause).__name__)
+        cause = cause.__cause__ or cause.__context__
+    advice = next(filter(None, map(_advice_for, reversed(causes))), None) or _advice_for(text)
+    if advice:
+        return RemoteError(f"{remote.describe()}: {advice} ({text.splitlines()[0][:160]})")
     return RemoteError(f"{remote.describe()}: {text.splitlines()[0][:200] if text else type(error).__name__}")
 
 # %% ../nbs/28c_remotes.ipynb #c0f23b34
