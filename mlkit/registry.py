@@ -6,8 +6,8 @@ Docs: https://mlkit-dev.github.io/mlkit/registry.html.md"""
 
 # %% auto #0
 __all__ = ['ANY_VERSION', 'DATA_ORIGIN', 'ModelVersion', 'version_contract', 'Registry', 'promote', 'history', 'aliases',
-           'reindex', 'rollback', 'resolve', 'resolve_run', 'aliases_file', 'upstream', 'baseline_version',
-           'data_generated_by_mlkit', 'load']
+           'reindex', 'rollback_target', 'rollback', 'resolve', 'resolve_run', 'aliases_file', 'upstream',
+           'baseline_version', 'data_generated_by_mlkit', 'load']
 
 # %% ../nbs/30_registry.ipynb #878c21f7
 import json
@@ -295,18 +295,23 @@ def reindex(registry: Registry, names=None) -> list:
     return names
 
 
-# %% ../nbs/30_registry.ipynb #a7f9bf1d
-def rollback(registry: Registry, name: str, alias: str = "champion", reason: str = "rollback") -> dict:
-    "Move `alias` back to the version it held before its latest move not yet undone."
-    events = history(registry, name, alias)
-    undone = {event["reverts"] for event in events if event["reverts"] is not None}
+# %% ../nbs/30_registry.ipynb #954bc890
+def rollback_target(events: list, name: str, alias: str) -> dict:
+    "The move of `alias` that a rollback undoes: its latest move not yet undone (events oldest first)."
+    undone = {event.get("reverts") for event in events if event.get("reverts") is not None}
     for event in reversed(events):
-        if event["reverts"] is not None or event["id"] in undone or event["from_version"] == event["to_version"]:
+        if event.get("reverts") is not None or event["id"] in undone or event["from_version"] == event["to_version"]:
             continue
         if event["from_version"] is None:
             break
-        return _move(registry, name, alias, event["from_version"], reason, reverts=event["id"])
+        return event
     raise UsageError(f"{name}@{alias} has no earlier version to roll back to")
+
+# %% ../nbs/30_registry.ipynb #a7f9bf1d
+def rollback(registry: Registry, name: str, alias: str = "champion", reason: str = "rollback") -> dict:
+    "Move `alias` back to the version it held before its latest move not yet undone."
+    target = rollback_target(history(registry, name, alias), name, alias)
+    return _move(registry, name, alias, target["from_version"], reason, reverts=target["id"])
 
 # %% ../nbs/30_registry.ipynb #c04c914a
 _REFERENCE = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9_.\-]*)(?:@(?P<alias>[A-Za-z0-9_.\-]+)|:(?P<version>\d+))?")

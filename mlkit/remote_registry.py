@@ -6,7 +6,7 @@ Docs: https://mlkit-dev.github.io/mlkit/remote_registry.html.md"""
 
 # %% auto #0
 __all__ = ['CLAIM_SETTLE', 'ANY_VERSION', 'holds', 'create_exclusive', 'read_tagged', 'replace_if', 'RemoteRegistry',
-           'remote_promote', 'remote_aliases', 'remote_history']
+           'remote_promote', 'remote_aliases', 'remote_history', 'remote_rollback']
 
 # %% ../nbs/30b_remote_registry.ipynb #3f4349e2
 import hashlib
@@ -19,6 +19,7 @@ from pathlib import Path
 from .archive import Run, iso, utc_now
 from .errors import UsageError
 from .names import check_name
+from .registry import rollback_target
 from .remotes import Remote
 from .transfer import listing, remote_errors
 
@@ -182,7 +183,7 @@ def _alias_bytes(version: int) -> bytes:
 
 
 def remote_promote(registry: RemoteRegistry, name: str, version: int, alias: str = "champion",
-                   reason: str = "manual", expected=ANY_VERSION) -> dict:
+                   reason: str = "manual", expected=ANY_VERSION, reverts: str | None = None) -> dict:
     "Point `alias` at `version` by compare-and-set; declined (and recorded) if it moved meanwhile or is not at `expected`."
     check_name("alias", alias)
     key = registry._key(name, "aliases", f"{alias}.json")
@@ -192,13 +193,13 @@ def remote_promote(registry: RemoteRegistry, name: str, version: int, alias: str
         data, tag = read_tagged(registry.remote, key)
         current = json.loads(data)["version"] if data else None
         event = {"name": name, "alias": alias, "from_version": current, "to_version": int(version),
-                 "reason": reason, "at": iso(utc_now())}
+                 "reason": reason, "at": iso(utc_now()), "reverts": reverts}  # a rollback names the move it undoes
         if expected != ANY_VERSION and current != expected:
-            event.update(to_version=current, reason=f"declined v{version} ({reason}): {alias} was measured at "
+            event.update(to_version=current, reverts=None, reason=f"declined v{version} ({reason}): {alias} was measured at "
                          f"v{expected} but is at v{current} now")
         elif not replace_if(registry.remote, key, _alias_bytes(version), tag):
             now = json.loads(read_tagged(registry.remote, key)[0] or b'{"version": null}')["version"]
-            event.update(from_version=now, to_version=now, reason=f"declined v{version} ({reason}): another runner moved "
+            event.update(from_version=now, to_version=now, reverts=None, reason=f"declined v{version} ({reason}): another runner moved "
                          f"{alias} at the same time; evaluate again against the current {alias}")
         return _record(registry, event)
 
@@ -214,8 +215,16 @@ def remote_aliases(registry: RemoteRegistry, name: str) -> dict:
 
 
 def remote_history(registry: RemoteRegistry, name: str, alias: str | None = None) -> list:
-    "Every alias move of model `name` (declined ones included), oldest first."
+    "Every alias move of model `name` (declined ones included), oldest first; each `id` is its object's name."
     with remote_errors(registry.remote):
         files = sorted(f for f in listing(registry.remote, "models", name, "history") if f.endswith(".json"))
-        events = [json.loads(registry.remote.fs.cat_file(registry._key(name, "history", f))) for f in files]
+        events = [{**json.loads(registry.remote.fs.cat_file(registry._key(name, "history", f))), "id": f[:-5]}
+                  for f in files]
     return [event for event in events if alias is None or event["alias"] == alias]
+
+# %% ../nbs/30b_remote_registry.ipynb #8f5e2093
+def remote_rollback(registry: RemoteRegistry, name: str, alias: str = "champion", reason: str = "rollback") -> dict:
+    "Move `alias` on the remote back to the version it held before its latest move not yet undone."
+    target = rollback_target(remote_history(registry, name, alias), name, alias)
+    return remote_promote(registry, name, target["from_version"], alias, reason=reason,
+                          expected=target["to_version"], reverts=target["id"])

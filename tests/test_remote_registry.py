@@ -148,6 +148,32 @@ def test_pull_brings_the_remote_registry_into_the_local_one(tmp_path, bucket, s3
     assert json.loads(b.mlkit("models", "history", "m", "--json", check=0).stdout)[0]["reason"] == "first"
 
 
+def test_changes_by_hand_to_a_mirrored_model_go_to_its_remote(tmp_path, bucket, s3_endpoint):
+    from mlkit.remote_registry import RemoteRegistry, remote_aliases, remote_history
+    from mlkit.remotes import remote_from_setting
+    url = f"s3://{bucket}/team"
+    shared = RemoteRegistry(remote_from_setting("origin", {"url": url, "endpoint_url": s3_endpoint}))
+    a = _clone(tmp_path / "a", 1, -1, url, "--endpoint-url", s3_endpoint)
+    a.mlkit("models", "register", a.run_json("train", check=0)["id"], "--name", "m", "--remote", "origin", check=0)
+    a.mlkit("models", "promote", "m", "1", "--remote", "origin", check=0)
+    b = _clone(tmp_path / "b", 2, -1, url, "--endpoint-url", s3_endpoint)
+    b.mlkit("pull", "--all", check=0)
+    # no --remote: the model came from origin, so its new version and the promotion are made there
+    retrained = b.run_json("train", "-p", "seed", "2", check=0)["id"]
+    registered = b.mlkit("models", "register", retrained, "--name", "m", check=0)
+    assert "v2" in registered.stdout and "kept on remote 'origin'" in registered.stderr
+    b.mlkit("models", "promote", "m", "2", "--reason", "retrained", check=0)
+    assert remote_aliases(shared, "m") == {"champion": 2}
+    rolled = a.mlkit("models", "rollback", "m", "--reason", "complaints", check=0)  # A never saw v2: still right
+    assert "v2 -> v1" in rolled.stdout
+    assert remote_aliases(shared, "m") == {"champion": 1} and _models(a)[0][:2] == (1, "champion")
+    events = remote_history(shared, "m", "champion")
+    assert events[-1]["reason"] == "complaints" and events[-1]["reverts"] == events[-2]["id"]
+    assert "no earlier version" in a.mlkit("models", "rollback", "m", check=2).stderr
+    b.mlkit("pull", "--all", check=0)
+    assert [(version, aliases) for version, aliases, _ in _models(b)] == [(1, "champion"), (2, "")]
+
+
 def _wait_for(server, predicate, seconds: float = 30):
     from test_serving_server import AUTH
     deadline = time.monotonic() + seconds

@@ -9,6 +9,7 @@ __all__ = ['command_models_register', 'command_models_list', 'command_models_sho
            'command_models_rollback', 'command_models_history', 'add_commands']
 
 # %% ../../nbs/cli/53_models.ipynb #783490ee
+import sys
 from pathlib import Path
 
 from . import add_command, command_group, emit, metrics_text, print_json
@@ -21,6 +22,18 @@ def _open_registry(archive):
     from mlkit.archive import open_archive
     from mlkit.registry import Registry
     return Registry(open_archive(archive))
+
+# %% ../../nbs/cli/53_models.ipynb #119c76cf
+def _model_remote(args, registry, name: str):
+    "The remote that model `name`'s registry changes go to: `--remote`, else the one it is mirrored from, else None."
+    from mlkit.registry_mirror import mirrored_from
+    from mlkit.remotes import get_remote
+    chosen = args.remote or mirrored_from(registry, name)
+    if chosen is None:
+        return None
+    if not args.remote:
+        print(f"model {name} is kept on remote {chosen!r}: changing it there", file=sys.stderr)
+    return get_remote(chosen)
 
 # %% ../../nbs/cli/53_models.ipynb #11efebe3
 def _register_target(args, archive) -> tuple:
@@ -37,10 +50,9 @@ def command_models_register(args) -> int:
     "mlkit models register RUN [--artifact NAME] [--name MODEL]."
     registry = _open_registry(args.archive)
     name, run, artifact = _register_target(args, registry.archive)
-    if args.remote:  # the run goes to the remote first, a version number is claimed there, then mirrored here
+    remote = _model_remote(args, registry, name)
+    if remote is not None:  # the run goes to the remote first, a version number is claimed there, then mirrored here
         from mlkit.registry_mirror import register_model
-        from mlkit.remotes import get_remote
-        remote = get_remote(args.remote)
         entry = register_model(registry, name, run, artifact=artifact, note=args.note or "manual", remote=remote)
         print(f"registered {entry.name} v{entry.version} from run {entry.run_id} on {remote.name}")
         return 0
@@ -122,12 +134,9 @@ def _alias_move_line(event: dict, why: str) -> str:
 def command_models_promote(args) -> int:
     "mlkit models promote NAME VERSION [--alias A]."
     from mlkit.registry_mirror import promote_model
-    remote = None
-    if args.remote:  # moved by compare-and-set on the remote, then mirrored here
-        from mlkit.remotes import get_remote
-        remote = get_remote(args.remote)
-    event = promote_model(_open_registry(args.archive), args.name, args.version, args.alias,
-                          reason=args.reason or "manual", remote=remote)
+    registry = _open_registry(args.archive)
+    remote = _model_remote(args, registry, args.name)  # if any, moved by compare-and-set there, then mirrored here
+    event = promote_model(registry, args.name, args.version, args.alias, reason=args.reason or "manual", remote=remote)
     print(_alias_move_line(event, event["reason"]))
     return 0 if event["to_version"] == args.version else 1
 
@@ -143,8 +152,13 @@ def _add_models_promote(models):
 # %% ../../nbs/cli/53_models.ipynb #4b5c5c15
 def command_models_rollback(args) -> int:
     "mlkit models rollback NAME [--alias A]."
-    from mlkit.registry import rollback
-    event = rollback(_open_registry(args.archive), args.name, args.alias, reason=args.reason or "rollback")
+    from mlkit.registry_mirror import rollback_model
+    registry = _open_registry(args.archive)
+    remote = _model_remote(args, registry, args.name)
+    event = rollback_model(registry, args.name, args.alias, reason=args.reason or "rollback", remote=remote)
+    if event["reason"].startswith("declined"):
+        print(_alias_move_line(event, event["reason"]))
+        return 1
     print(_alias_move_line(event, "rolled back"))
     return 0
 
@@ -155,6 +169,7 @@ def _add_models_rollback(models):
     model_rollback.add_argument("name")
     model_rollback.add_argument("--alias", default="champion")
     model_rollback.add_argument("--reason", help="why (kept in the history)")
+    model_rollback.add_argument("--remote", metavar="NAME", help="move the alias back in this remote's registry")
 
 # %% ../../nbs/cli/53_models.ipynb #b2c0a043
 def _history_table(events: list) -> str:
