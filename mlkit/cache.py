@@ -6,7 +6,7 @@ Docs: https://mlkit-dev.github.io/mlkit/cache.html.md"""
 
 # %% auto #0
 __all__ = ['KEY_PACKAGES', 'installed_versions_fast', 'key_package_versions', 'key_path', 'located_inputs', 'cache_base',
-           'cache_key', 'cache_enabled', 'current_inputs', 'find_cached']
+           'cache_key', 'cache_enabled', 'input_path_now', 'current_inputs', 'find_cached']
 
 # %% ../nbs/28_cache.ipynb #4b808f5d
 import hashlib
@@ -107,15 +107,15 @@ def cache_enabled(project_settings: dict, job_settings: dict) -> bool:
         return bool(job_settings["cache"])
     return bool(project_settings.get("cache", True))
 
-# %% ../nbs/28_cache.ipynb #3579e1c5
-def _now_at(record: dict, root) -> str:
+# %% ../nbs/28_cache.ipynb #e2e79346
+def input_path_now(record: dict, root) -> str:
     "Where input `record` is now: its `key_path` under project folder `root` when relative, else its `path`."
     relative = record.get("key_path")
     if root is None or relative is None or Path(relative).is_absolute():
         return record["path"]
     return str(Path(root) / relative)
 
-
+# %% ../nbs/28_cache.ipynb #3579e1c5
 def current_inputs(inputs: list, state=None, root=None) -> list | None:
     "The recorded `inputs` re-hashed now (through state `state`, under project `root`); None when one is missing."
     if not inputs:
@@ -123,7 +123,7 @@ def current_inputs(inputs: list, state=None, root=None) -> list | None:
     from mlkit.snapshots import current_sha256
     current = []
     for record in inputs:
-        where = _now_at(record, root)
+        where = input_path_now(record, root)
         now = current_sha256({**record, "path": where}, state)
         if now is None:
             return None

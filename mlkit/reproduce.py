@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .archive import Archive, Run, open_archive
+from .cache import input_path_now, key_path
 from .config import find_project
 from .errors import UsageError
 from .object_fetch import fetch_missing_objects
@@ -100,8 +101,11 @@ def _comparison_rows(original: Run, reproduced: Run, states: list, rtol: float, 
     return rows + environment_rows(a, b)
 
 # %% ../nbs/43_reproduce.ipynb #d0b1e021
-def _project_of(manifest: dict):
-    "The project the run was made in (the current one when its folder is gone)."
+def _project_of(manifest: dict, store: Archive):
+    "The project to reproduce in: the one holding `store`, else the one the run was made in (else the current one)."
+    home = find_project(store.root)
+    if home.has_config:
+        return home
     root = Path(manifest.get("project") or ".")
     return find_project(root if root.is_dir() else None)
 
@@ -119,9 +123,13 @@ def _notebook_to_run(original: Run, project, current: bool) -> Path:
     return path
 
 # %% ../nbs/43_reproduce.ipynb #d0b1e022
-def _working_directory(manifest: dict, notebook_path: Path) -> Path:
-    "The run's working directory (the notebook's folder when the manifest has none); it must still exist."
-    cwd = Path(manifest.get("cwd") or notebook_path.parent)
+def _working_directory(manifest: dict, notebook_path: Path, project) -> Path:
+    "The run's working directory, at its place in `project` (the notebook's folder when none is recorded); it must exist."
+    if manifest.get("cwd") and manifest.get("project"):
+        where = Path(key_path(manifest["cwd"], manifest["project"]))  # absolute when outside the project
+        cwd = where if where.is_absolute() else project.root / where
+    else:
+        cwd = Path(manifest.get("cwd") or notebook_path.parent)
     if not cwd.is_dir():
         raise UsageError(f"the run's working directory {cwd} no longer exists")
     return cwd
@@ -137,15 +145,16 @@ def reproduce(reference: str, *, current: bool = False, rtol: float = 0.0, atol:
     store: Archive = open_archive(archive)
     original = store.get_run(reference)
     manifest = original.manifest
-    project = _project_of(manifest)
+    project = _project_of(manifest, store)
     notebook_path = _notebook_to_run(original, project, current)
-    cwd = _working_directory(manifest, notebook_path)
+    cwd = _working_directory(manifest, notebook_path, project)
     kernel = manifest.get("kernel", {}).get("name")
     prepared = prepare(original.job, manifest.get("params_given", {}), use_default_params=False, project=project,
                        notebook_path=notebook_path, job_name=original.job, kernel=kernel, cwd=cwd)
     restored = store.staging_dir / f"restore-{original.id}.{os.getpid()}"
     fetch_missing_objects(store, original, project)  # a pulled run's snapshots, from the remote, if it has them
-    states, prepared.env = restore_inputs(manifest.get("inputs", []), store.root, restored)
+    inputs = [{**record, "path": input_path_now(record, project.root)} for record in manifest.get("inputs", [])]
+    states, prepared.env = restore_inputs(inputs, store.root, restored)
     if announce:
         announce(f"reproducing run {original.id} ({'working copy' if current else 'archived notebook'})")
     try:

@@ -354,9 +354,14 @@ def test_a_pulled_run_fetches_its_snapshots_when_a_command_needs_them(tmp_path, 
     checkout = b.mlkit("data", "checkout", run["id"], "--to", tmp_path / "out", check=0)
     assert "not written" not in checkout.stdout
     assert [p.read_text() for p in (tmp_path / "out").iterdir()] == ["hello remote"]
-    (a.root / "data.txt").unlink()  # the file the run read is gone (A's machine): reproduce must restore the snapshot
-    reproduced = b.mlkit("reproduce", run["id"], check=0)
-    assert "restored from snapshot" in reproduced.stdout and "NOT reproduced" not in reproduced.stdout
+    (b.root / "data.txt").write_text("B's own data")  # A's file is still there, but B reproduces in B
+    reproduced = b.mlkit("reproduce", run["id"], "--json", check=0)
+    report = json.loads(reproduced.stdout)
+    assert report["matched"] is True
+    inputs = [row for row in report["rows"] if row["aspect"] == "input"]
+    assert [(row["item"], row["verdict"]) for row in inputs] == [(str(b.root / "data.txt"), "restored from snapshot")]
+    again = json.loads(b.mlkit("runs", "show", report["reproduced"], "--json", check=0).stdout)
+    assert again["cwd"] == str(b.root / "jobs") and again["project"] == str(b.root)  # where A ran it: jobs/
 
 
 def test_a_sweep_says_which_points_a_remote_cache_served(tmp_path, bucket, s3_endpoint):
