@@ -63,9 +63,10 @@ def test_a_megabyte_string_is_refused_fast_while_health_answers(archive):
     finally:
         server.stop()
     status, seconds, text = answers[0]
-    assert status == 422 and seconds < 1.0, (status, seconds)
+    # a backtracking pattern on 1 MB takes minutes; the margins leave room for a loaded CI machine
+    assert status == 422 and seconds < 3.0, (status, seconds)
     assert "longer than 10000 characters" in text and "aaaa" not in text
-    assert all(code == 200 and took < 0.5 for code, took in health), health
+    assert all(code == 200 and took < 1.5 for code, took in health), health
 
 
 def test_many_distinct_names_are_counted_not_listed(client):
