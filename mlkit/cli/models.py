@@ -31,9 +31,15 @@ def _model_remote(args, registry, name: str):
     chosen = args.remote or mirrored_from(registry, name)
     if chosen is None:
         return None
-    if not args.remote:
-        print(f"model {name} is kept on remote {chosen!r}: changing it there", file=sys.stderr)
-    return get_remote(chosen)
+    if args.remote:
+        return get_remote(chosen)
+    try:
+        remote = get_remote(chosen)
+    except UsageError:
+        raise UsageError(f"model {name} is kept on remote {chosen!r}, which is not configured here: add it back "
+                         f"(`mlkit remote add {chosen} URL`) or name a remote with --remote") from None
+    print(f"model {name} is kept on remote {chosen!r}: changing it there", file=sys.stderr)
+    return remote
 
 # %% ../../nbs/cli/53_models.ipynb #11efebe3
 def _register_target(args, archive) -> tuple:
