@@ -185,6 +185,35 @@ def _wait_for(server, predicate, seconds: float = 30):
     return version
 
 
+def test_a_rollback_on_a_remote_is_declined_when_another_runner_moved_the_alias_meanwhile(tmp_path, bucket,
+                                                                                          s3_endpoint, monkeypatch):
+    import mlkit.remote_registry as shared_registry
+    from mlkit.remote_registry import RemoteRegistry, remote_aliases, remote_history, remote_promote, remote_rollback
+    from mlkit.remotes import remote_from_setting
+    registry = RemoteRegistry(remote_from_setting("origin", _setting(bucket, s3_endpoint)))
+    run = Run(tmp_path, manifest={"id": "20240501-120001-000-abcdef", "job": "train", "status": "succeeded",
+                                  "artifacts": [{"path": "artifacts/model.skops", "sha256": ""}]})
+    for number in (1, 2, 3):
+        run.manifest["artifacts"][0]["sha256"] = str(number) * 64
+        registry.register("m", run)
+    remote_promote(registry, "m", 1)
+    remote_promote(registry, "m", 2)
+    read_history = shared_registry.remote_history
+
+    def history_then_another_runner_promotes(*args, **kwargs):
+        events = read_history(*args, **kwargs)
+        remote_promote(registry, "m", 3, reason="the other runner")  # between the reading and the move back
+        return events
+
+    monkeypatch.setattr(shared_registry, "remote_history", history_then_another_runner_promotes)
+    event = remote_rollback(registry, "m")
+    monkeypatch.undo()
+    assert event["reason"].startswith("declined v1 (rollback)") and event["reverts"] is None
+    assert remote_aliases(registry, "m") == {"champion": 3}  # the other runner's move stands
+    assert [e["to_version"] for e in remote_history(registry, "m")] == [1, 2, 3, 3]
+    assert remote_rollback(registry, "m")["to_version"] == 2  # undoes v2 -> v3, the latest move not undone
+
+
 def test_serve_follows_the_alias_on_a_remote(tmp_path, monkeypatch):
     from test_serving_app import make_served_archive
     from test_serving_server import Server
