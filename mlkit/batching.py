@@ -27,7 +27,7 @@ class _Waiting:
     after: object
     future: asyncio.Future
 
-
+# %% ../nbs/31a_batching.ipynb #7594d0a3
 def _scored(served: ServedModel, waiting: list) -> list:
     "Predictions (or the error) for each waiting request, in one model call when it succeeds; `after` run on each."
     try:
@@ -124,7 +124,7 @@ def _next_batch(pending: list, max_rows: int) -> list:
             pending.remove(item)
     return taken
 
-
+# %% ../nbs/31a_batching.ipynb #7d62389e
 async def _drain(scorer: "BatchScorer"):
     "Score `scorer`'s batches while requests wait: wait for arriving ones at most `max_delay`, then one model call."
     loop = asyncio.get_running_loop()

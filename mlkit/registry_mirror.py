@@ -26,7 +26,7 @@ def _local_event(number: int, event: dict) -> dict:
     return {"id": None, "name": event["name"], "alias": event["alias"], "from_version": event["from_version"],
             "to_version": event["to_version"], "reason": event["reason"], "at": event["at"], "reverts": None}
 
-
+# %% ../nbs/30d_registry_mirror.ipynb #9e854f64
 def mirror_model(registry: Registry, remote: Remote, name: str) -> int:
     "Make model `name` in the local registry a copy of the remote's (versions, history, aliases); its version count."
     shared = RemoteRegistry(remote)
@@ -53,7 +53,7 @@ def remote_model_names(remote: Remote) -> list:
     with remote_errors(remote):
         return sorted({path.split("/")[0] for path in listing(remote, "models") if "/versions/" in path})
 
-
+# %% ../nbs/30d_registry_mirror.ipynb #32d73ecf
 def mirror_registry(registry: Registry, remote: Remote) -> list:
     "Mirror every model of `remote`'s registry into the local one; their names."
     names = remote_model_names(remote)
@@ -61,7 +61,7 @@ def mirror_registry(registry: Registry, remote: Remote) -> list:
         mirror_model(registry, remote, name)
     return names
 
-
+# %% ../nbs/30d_registry_mirror.ipynb #f1c8eb79
 def mirrored_from(registry: Registry, name: str) -> str | None:
     "The name of the remote that model `name` is mirrored from, or None (a local model)."
     marker = registry.archive.registry_dir / name / "remote.json"
@@ -74,7 +74,7 @@ def registry_remote(project=None) -> Remote | None:
     chosen = cache_remote_name(project)
     return get_remote(chosen, project) if chosen else None
 
-
+# %% ../nbs/30d_registry_mirror.ipynb #69c38dc8
 def register_model(registry: Registry, name: str, run: Run, note: str = "", remote: Remote | None = None,
                    artifact: str = "model.skops"):
     "Register `run`'s model `artifact` as a version of `name`: on `remote`'s registry (then mirrored) if given, else locally."
@@ -86,7 +86,7 @@ def register_model(registry: Registry, name: str, run: Run, note: str = "", remo
     mirror_model(registry, remote, name)
     return registry.version(name, entry["version"])
 
-
+# %% ../nbs/30d_registry_mirror.ipynb #321eb074
 def promote_model(registry: Registry, name: str, version: int, alias: str = "champion", reason: str = "manual",
                   expected=ANY_VERSION, remote: Remote | None = None) -> dict:
     "Point `alias` at `version` (compare-and-set against `expected`): on `remote`'s registry (mirrored) if given."
@@ -96,7 +96,7 @@ def promote_model(registry: Registry, name: str, version: int, alias: str = "cha
     mirror_model(registry, remote, name)
     return event
 
-
+# %% ../nbs/30d_registry_mirror.ipynb #4fbfce1c
 def rollback_model(registry: Registry, name: str, alias: str = "champion", reason: str = "rollback",
                    remote: Remote | None = None) -> dict:
     "Move `alias` back to its previous version: on `remote`'s registry (compare-and-set, mirrored) if given."

@@ -32,7 +32,7 @@ def _split(remote: Remote, key: str) -> tuple:
     bucket, _, rest = key.partition("/")
     return bucket, rest
 
-
+# %% ../nbs/30b_remote_registry.ipynb #adf8a265
 def holds(remote: Remote, key: str, data: bytes, settle: float = CLAIM_SETTLE) -> bool:
     "True when `key` on `remote` holds `data` now and still after `settle` seconds (a conditional write really won)."
     for wait in (0.0, settle):
@@ -44,7 +44,7 @@ def holds(remote: Remote, key: str, data: bytes, settle: float = CLAIM_SETTLE) -
             return False
     return True
 
-
+# %% ../nbs/30b_remote_registry.ipynb #cd3e7af4
 def create_exclusive(remote: Remote, key: str, data: bytes) -> bool:
     "Create `key` holding `data` (unique to this writer) unless it exists; False when another writer was first."
     if remote.protocol == "file":
@@ -65,7 +65,6 @@ def create_exclusive(remote: Remote, key: str, data: bytes) -> bool:
         pass  # another writer was first, or a retry of ours met what our first attempt created: the object tells
     return holds(remote, key, data)
 
-
 # %% ../nbs/30b_remote_registry.ipynb #b16beecd
 def read_tagged(remote: Remote, key: str) -> tuple:
     "`(data, tag)` of `key`: its bytes and the tag a compare-and-set checks (None, None when absent)."
@@ -82,7 +81,7 @@ def read_tagged(remote: Remote, key: str) -> tuple:
         return None, None
     return remote.fs.cat_file(key), tag
 
-
+# %% ../nbs/30b_remote_registry.ipynb #55e7cdd5
 class _FolderLock:
     "An exclusive lock file beside `path` (taken over when older than `stale` seconds: its holder died)."
 
@@ -106,7 +105,7 @@ class _FolderLock:
     def __exit__(self, *exc):
         self.path.unlink(missing_ok=True)
 
-
+# %% ../nbs/30b_remote_registry.ipynb #f0988574
 def replace_if(remote: Remote, key: str, data: bytes, tag) -> bool:
     "Write `data` (unique to this writer) at `key` only if it still has `tag` (absent when None); False when it changed."
     if tag is None:
@@ -127,7 +126,6 @@ def replace_if(remote: Remote, key: str, data: bytes, tag) -> bool:
         if not (isinstance(error, FileExistsError) or "pre-condition" in str(error) or "Precondition" in str(error)):
             raise
     return holds(remote, key, data)  # a 412 may answer a retry of our own write; a racing write may replace ours
-
 
 # %% ../nbs/30b_remote_registry.ipynb #b369b0cb
 ANY_VERSION = "any"
@@ -181,7 +179,7 @@ def _alias_bytes(version: int) -> bytes:
     "An alias object pointing at `version`, unique to this writer (its token) so a read-back can tell whose it is."
     return json.dumps({"version": int(version), "claim": secrets.token_hex(8)}).encode()
 
-
+# %% ../nbs/30b_remote_registry.ipynb #935d2f37
 def remote_promote(registry: RemoteRegistry, name: str, version: int, alias: str = "champion",
                    reason: str = "manual", expected=ANY_VERSION, reverts: str | None = None) -> dict:
     "Point `alias` at `version` by compare-and-set; declined (and recorded) if it moved meanwhile or is not at `expected`."
@@ -213,7 +211,7 @@ def remote_aliases(registry: RemoteRegistry, name: str) -> dict:
                 found[file[:-5]] = json.loads(registry.remote.fs.cat_file(registry._key(name, "aliases", file)))["version"]
         return found
 
-
+# %% ../nbs/30b_remote_registry.ipynb #edd61f43
 def remote_history(registry: RemoteRegistry, name: str, alias: str | None = None) -> list:
     "Every alias move of model `name` (declined ones included), oldest first; each `id` is its object's name."
     with remote_errors(registry.remote):

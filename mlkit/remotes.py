@@ -26,7 +26,7 @@ EXTRAS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "
           "az": ("adlfs", "azure"), "abfs": ("adlfs", "azure"), "abfss": ("adlfs", "azure"), "file": (None, None)}
 SECRET_WORDS = ("key", "secret", "token", "password", "credential", "connection_string", "sas")
 
-
+# %% ../nbs/28c_remotes.ipynb #8f46550a
 class RemoteError(MlkitError):
     "A remote could not be reached or used: the message names the remote and what to do (exit 1)."
 
@@ -99,7 +99,7 @@ def _filesystem_options(remote: Remote) -> dict:
             options.setdefault("client_kwargs", {})["region_name"] = options.pop("region")
     return options
 
-
+# %% ../nbs/28c_remotes.ipynb #fb8a6754
 def open_filesystem(remote: Remote):
     "The fsspec filesystem of `remote`; a missing package or unknown scheme is a `RemoteError` saying what to do."
     import fsspec
@@ -122,7 +122,7 @@ def _check_options(name: str, options: dict) -> dict:
                          "set them in the environment (AWS_ACCESS_KEY_ID, ...) or a profile (profile = \"NAME\")")
     return options
 
-
+# %% ../nbs/28c_remotes.ipynb #b902a0c1
 def remote_from_setting(name: str, setting) -> Remote:
     "The `Remote` that a `[tool.mlkit.remotes]` entry describes."
     if isinstance(setting, str):
@@ -141,7 +141,7 @@ def project_remotes(project: Project | None = None) -> dict:
         raise UsageError("[tool.mlkit] remotes: expected a table of NAME = URL or NAME = {url = ..., ...}")
     return {name: remote_from_setting(name, value) for name, value in settings.items()}
 
-
+# %% ../nbs/28c_remotes.ipynb #d258798d
 def get_remote(name: str | None = None, project: Project | None = None) -> Remote:
     "The remote called `name` (default: the only one configured)."
     remotes = project_remotes(project)
@@ -173,7 +173,7 @@ def _advice_for(text: str) -> str | None:
             return advice
     return None
 
-
+# %% ../nbs/28c_remotes.ipynb #65e189aa
 def remote_error(remote: Remote, error: BaseException) -> RemoteError:
     "A one-line `RemoteError` for `error`, raised while using `remote`."
     text = f"{type(error).__name__}: {error}"
@@ -205,7 +205,7 @@ def _rewrite(pyproject: Path, text: str):
         raise UsageError(f"{pyproject}: cannot edit the remotes there ({error}); edit [tool.mlkit] remotes by hand") from None
     pyproject.write_text(text, encoding="utf-8")
 
-
+# %% ../nbs/28c_remotes.ipynb #fac0b86a
 def add_remote_setting(pyproject, name: str, url: str, options: dict | None = None) -> Remote:
     "Add remote `name` (`url`, `options`) to `pyproject`'s `[tool.mlkit.remotes]`; returns it."
     pyproject = Path(pyproject)
@@ -222,7 +222,7 @@ def add_remote_setting(pyproject, name: str, url: str, options: dict | None = No
     _rewrite(pyproject, text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n")
     return remote
 
-
+# %% ../nbs/28c_remotes.ipynb #864cf5e6
 def remove_remote_setting(pyproject, name: str):
     "Remove remote `name`'s table from `pyproject`."
     pyproject = Path(pyproject)
@@ -243,7 +243,7 @@ def cache_remote_name(project: Project, name: str | None = None) -> str | None:
     "The remote the run cache asks: `name`, else `$MLKIT_CACHE_REMOTE`, else the project's `cache_remote`."
     return name or os.environ.get(CACHE_REMOTE_ENV) or project.settings.get("cache_remote")
 
-
+# %% ../nbs/28c_remotes.ipynb #676d505f
 def push_mode(project: Project) -> str:
     "When runs are pushed to the cache remote: `never` (the default) or `on-success`."
     mode = project.settings.get("push", "never")

@@ -40,7 +40,7 @@ def run_key(remote: Remote, job: str, run_id: str, relative: str = "") -> str:
     "The key of a run's file (or folder) on `remote`."
     return remote.key("runs", job, run_id, relative) if relative else remote.key("runs", job, run_id)
 
-
+# %% ../nbs/28d_transfer.ipynb #9ab38432
 NO_BASE = "no-cache-base"  # the folder of runs without a cache base (written before the run cache existed)
 
 
@@ -48,7 +48,7 @@ def marker_key(remote: Remote, job: str, base: str | None, run_id: str) -> str:
     "The key of the manifest that makes run `run_id` (with cache base `base`) visible on `remote`."
     return remote.key("manifests", job, base or NO_BASE, f"{run_id}.json")
 
-
+# %% ../nbs/28d_transfer.ipynb #da36c7ce
 def remote_object_key(remote: Remote, sha256: str) -> str:
     "The key of object `sha256` on `remote`."
     object_path("", sha256)  # checks the name
@@ -92,7 +92,7 @@ def _batches(pairs: list, size: int = 256):
     for start in range(0, len(pairs), size):
         yield pairs[start:start + size]
 
-
+# %% ../nbs/28d_transfer.ipynb #fe5a5ab4
 def send_files(remote: Remote, pairs: list, progress: Progress | None = None):
     "Upload `(local path, key)` pairs to `remote`, concurrently and bounded."
     for batch in _batches(pairs):
@@ -104,7 +104,7 @@ def send_files(remote: Remote, pairs: list, progress: Progress | None = None):
         if progress:
             progress.advance(len(batch), sum(Path(local).stat().st_size for local, _ in batch))
 
-
+# %% ../nbs/28d_transfer.ipynb #717d7504
 def fetch_files(remote: Remote, pairs: list, progress: Progress | None = None):
     "Download `(key, local path)` pairs from `remote`, concurrently and bounded."
     for _, local in pairs:
@@ -118,14 +118,14 @@ def fetch_files(remote: Remote, pairs: list, progress: Progress | None = None):
         if progress:
             progress.advance(len(batch), sum(Path(local).stat().st_size for _, local in batch))
 
-
+# %% ../nbs/28d_transfer.ipynb #8de1edb3
 def read_small(remote: Remote, keys: list) -> dict:
     "Read small files `keys` from `remote` concurrently, one request each: `{key: bytes}`."
     s3 = {"max_concurrency": 1, "batch_size": WORKERS}  # else s3fs asks each size first, and fsspec opens ~128 at once
     options = s3 if remote.protocol in ("s3", "s3a") else {}
     return remote.fs.cat(list(keys), **options) if keys else {}
 
-
+# %% ../nbs/28d_transfer.ipynb #7d5ec970
 def write_small(remote: Remote, contents: dict):
     "Write small files `{key: bytes}` on `remote` (each atomically on `file://`)."
     if remote.protocol != "file":
@@ -150,7 +150,7 @@ def listing(remote: Remote, *parts) -> dict:
         return {}
     return {path[len(base) + 1:]: info.get("size") for path, info in found.items() if path.startswith(base + "/")}
 
-
+# %% ../nbs/28d_transfer.ipynb #639cc578
 def _exists(remote: Remote, key: str) -> bool:
     parent, _, name = key.rpartition("/")  # on S3, a listing of the key itself: one request, there or not
     return key in remote.fs.find(parent, prefix=name) if remote.protocol in ("s3", "s3a") else remote.fs.exists(key)
@@ -163,7 +163,7 @@ def existing(remote: Remote, keys: list, *folder) -> set:
     with ThreadPoolExecutor(WORKERS) as pool:
         return {key for key, there in zip(keys, pool.map(lambda key: _exists(remote, key), keys), strict=True) if there}
 
-
+# %% ../nbs/28d_transfer.ipynb #99d5d70c
 def check_remote(remote: Remote):
     "Raise a `RemoteError` when `remote`'s bucket or folder cannot be used."
     if remote.protocol == "file":
@@ -177,7 +177,7 @@ def check_remote(remote: Remote):
         raise RemoteError(f"{remote.describe()}: the bucket {bucket!r} does not exist: create it, "
                           f"or fix the URL with `mlkit remote add`") from None
 
-
+# %% ../nbs/28d_transfer.ipynb #14470c99
 class remote_errors:
     "A context in which any error from the store becomes a one-line `RemoteError` naming `remote`."
 
@@ -194,7 +194,7 @@ class remote_errors:
             raise remote_error(self.remote, error) from error
         return False
 
-
+# %% ../nbs/28d_transfer.ipynb #a800a16a
 def remote_runs(remote: Remote) -> dict:
     "The runs complete on `remote` (those with a manifest): id -> (job, cache base); none: `check_remote` says why."
     runs = {}
@@ -212,7 +212,7 @@ def run_files(run: Run) -> list:
     files = sorted(str(path.relative_to(run.path)) for path in run.path.rglob("*") if path.is_file())
     return [name for name in files if name != MANIFEST_FILE]
 
-
+# %% ../nbs/28d_transfer.ipynb #a865ad27
 def select_runs(archive: Archive, references=(), job=None, since=None, everything=False) -> list:
     "The local runs a push names: ids (or prefixes), a job's, those started since `since`, or all."
     if not (references or job or since or everything):
@@ -232,7 +232,7 @@ def _missing_objects(archive: Archive, remote: Remote, runs: list) -> list:
     present = existing(remote, sorted(keys), "objects", "sha256")
     return [(object_path(archive.root, sha), key) for key, sha in sorted(keys.items()) if key not in present]
 
-
+# %% ../nbs/28d_transfer.ipynb #0f5dfff2
 def _complete(remote: Remote, runs: list) -> set:
     "The ids of `runs` complete on `remote`: a few asked about one by one, more found in the listing of every manifest."
     if len(runs) > FEW:  # by id, from the index: no manifest read
@@ -242,7 +242,6 @@ def _complete(remote: Remote, runs: list) -> set:
     if not done:  # nothing there yet: is the bucket (or folder) there at all?
         check_remote(remote)
     return done
-
 
 # %% ../nbs/28d_transfer.ipynb #72b72ab9
 def push_records(archive: Archive, remote: Remote) -> int:
@@ -260,7 +259,7 @@ def push_records(archive: Archive, remote: Remote) -> int:
     send_files(remote, pairs)
     return len(pairs)
 
-
+# %% ../nbs/28d_transfer.ipynb #fdd66329
 def push(archive: Archive, remote: Remote, runs: list, progress: bool = True) -> dict:
     "Send `runs` (those not yet complete on `remote`), their objects, then the records; returns what was sent."
     with remote_errors(remote):
@@ -295,7 +294,7 @@ def fetch_objects(archive: Archive, remote: Remote, wanted) -> int:
     shutil.rmtree(staging, ignore_errors=True)
     return len(missing)
 
-
+# %% ../nbs/28d_transfer.ipynb #79ffc813
 def fetch_all_objects(archive: Archive, remote: Remote, manifests: list) -> int:
     "Fetch every object the runs of `manifests` refer to (a folder's listing first, then its files); returns how many."
     fetched, before = 0, None
@@ -348,7 +347,7 @@ def _pull_many(archive: Archive, remote: Remote, chosen: dict, listed: dict | No
     write_index(archive.root, [index_row(run.manifest, run.path, archive.root) for run in pulled])
     return pulled
 
-
+# %% ../nbs/28d_transfer.ipynb #e90a8a19
 def pull(archive: Archive, remote: Remote, references=(), job=None, everything=False, objects=False) -> dict:
     "Copy runs from `remote` that the local archive lacks (ids or prefixes, a job's, or all); returns counts."
     if not (references or job or everything):
@@ -412,7 +411,7 @@ def remote_cache_hit(archive: Archive, job, base: str, name: str | None = None) 
     chosen = cache_remote_name(job.project, name)
     return find_remote_cached(archive, get_remote(chosen, job.project), job.job, base, root=job.project.root) if chosen else None
 
-
+# %% ../nbs/28d_transfer.ipynb #b6e4bc8a
 def push_on_success(archive: Archive, project: Project, run: Run, name: str | None = None) -> Run:
     "Push `run` to the cache remote when it succeeded and the project says `push = \"on-success\"`; returns it."
     chosen = cache_remote_name(project, name)
