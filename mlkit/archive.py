@@ -30,6 +30,7 @@ from .manifest import (DAMAGED, INDEX_FILE, MANIFEST_FILE, OBJECTS_DIR, PIPELINE
                             new_run_id, page_link, process_alive, read_manifest, remove_stale_staging, utc_now,
                             write_json_atomic)
 
+# %% ../nbs/11_archive.ipynb #bab34cb6
 # the public names of mlkit.manifest and mlkit.run_index, imported from here by the modules above
 _all_ = ["DAMAGED", "INDEX_FILE", "INDEX_VERSION", "MANIFEST_FILE", "OBJECTS_DIR", "PIPELINES_DIR", "REGISTRY_DIR",
          "REPORT_DIR", "RESERVED_NAMES", "SCHEMA_VERSION", "SERVING_DIR", "STAGING_DIR", "STATUSES", "SWEEPS_DIR",
@@ -144,7 +145,7 @@ class Archive(_Layout):
 class DiskFullError(MlkitError):
     "The disk filled up (or a file size limit was hit) while a run was being archived."
 
-
+# %% ../nbs/11_archive.ipynb #bfa09bbe
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 

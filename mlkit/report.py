@@ -38,7 +38,7 @@ def _json_or_default(path: Path, default=None):
     except (OSError, ValueError):
         return default
 
-
+# %% ../nbs/40_report.ipynb #d07f46db
 def _loads(text: str | None, default=None):
     "The JSON in `text`, or `default` when there is none or it is not JSON."
     try:
@@ -46,7 +46,7 @@ def _loads(text: str | None, default=None):
     except ValueError:
         return default
 
-
+# %% ../nbs/40_report.ipynb #f4fe38fd
 def _read_text(path: Path) -> str | None:
     "The text of the file at `path`, None when it cannot be read."
     try:
@@ -54,7 +54,7 @@ def _read_text(path: Path) -> str | None:
     except OSError:
         return None
 
-
+# %% ../nbs/40_report.ipynb #58818a91
 def _run_entry(path: Path) -> dict | None:
     "A run as the report sees it: manifest, folder, values, `report_key` (hash of both files); None when unreadable."
     texts = (_read_text(path), _read_text(path.parent / "values.json"))
@@ -137,7 +137,7 @@ def _percentile(values: list, share: float) -> float | None:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))] if ordered else None
 
-
+# %% ../nbs/40_report.ipynb #14ab3ebd
 def _minute(rows: list) -> dict:
     "One minute of serving: requests, rejections, latency percentiles, the versions that answered."
     latencies = [float(v) for v in (row.get("latency_ms") for row in rows) if isinstance(v, (int, float))]
@@ -145,7 +145,7 @@ def _minute(rows: list) -> dict:
     return {"requests": len(rows), "rejected": sum(map(_rejected, rows)), "version": ", ".join(versions),
             **{f"p{int(q * 100)}": _percentile(latencies, q) for q in (0.5, 0.9, 0.99)}}
 
-
+# %% ../nbs/40_report.ipynb #91fd15a3
 def serving_summary(rows: list) -> dict:
     "Requests, rejections, latency percentiles and versions per minute, and over all, from serving log `rows`."
     minutes = {}
@@ -160,7 +160,7 @@ def serving_summary(rows: list) -> dict:
             "dense": _every_minute(sorted(minutes)),
             "latency": {f"p{int(q * 100)}": _percentile(latencies, q) for q in (0.5, 0.9, 0.99)}}
 
-
+# %% ../nbs/40_report.ipynb #49849603
 def _versions(rows: list) -> dict:
     "How many of `rows` each model version answered."
     counts = {}
@@ -169,7 +169,7 @@ def _versions(rows: list) -> dict:
         counts[version] = counts.get(version, 0) + 1
     return counts
 
-
+# %% ../nbs/40_report.ipynb #096e1970
 def _every_minute(minutes: list) -> bool:
     "True when `minutes` (sorted `YYYY-MM-DDTHH:MM` texts) leave no minute out: a line may join them."
     from datetime import datetime
@@ -186,12 +186,12 @@ _VERSION = hashlib.sha256("".join([_RENDERING, BASE_TEMPLATE, STYLE_CSS, APP_JS,
                                    PIPELINE_TEMPLATE, DRIFT_TEMPLATE, SERVING_TEMPLATE, NOTEBOOK_TEMPLATE]).encode()
                           ).hexdigest()[:16]
 
-
+# %% ../nbs/40_report.ipynb #159e9741
 def _digest(data) -> str:
     "sha256 of `data` as canonical JSON (paths and dates as text)."
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
-
+# %% ../nbs/40_report.ipynb #33e87fb5
 def _write_text(target, text: str):
     "Write `text` to `target` through a temporary file and a rename; its folder is made when missing."
     temporary = f"{target}.tmp"
@@ -269,7 +269,7 @@ def _cell(value):
         return value
     return json.dumps(value, sort_keys=True, default=str)
 
-
+# %% ../nbs/40_report.ipynb #cc553b0c
 def value_rows(value, name: str = "", depth: int = 0) -> list:
     "`[name, cell]` rows of a logged value: dicts opened into dotted names (three levels), the rest as cells."
     if isinstance(value, dict) and value and depth < 3:
@@ -277,7 +277,7 @@ def value_rows(value, name: str = "", depth: int = 0) -> list:
                                                                              depth + 1)]
     return [[name, _cell(value)]]
 
-
+# %% ../nbs/40_report.ipynb #b9da3a25
 def _run_sections(run: dict) -> list:
     "The tables of a run page: params, metrics, values, inputs and alerts as `[name, cell]` rows."
     inputs = [[record.get("path"), ", ".join([f"{record.get('bytes')} bytes", f"sha256 {(record.get('sha256') or '')[:16]}",
@@ -306,7 +306,7 @@ def _run_page_task(site: _Site, run: dict, known: dict) -> tuple | None:
         return None
     return (_write_run_page, run, lineage, notebook, str(site.out))
 
-
+# %% ../nbs/40_report.ipynb #587e2dcf
 def _write_run_page(run: dict, lineage: list, notebook: bool, out: str) -> str:
     "Write the page of one run into the site at `out`; returns the page's name."
     images, tables, files = artifact_views(run, Path(out), "../")
@@ -332,7 +332,7 @@ def _notebook_task(site: _Site, run: dict) -> tuple | None:
         return None
     return (_write_notebook_page, str(path), run["id"], str(site.out / name))
 
-
+# %% ../nbs/40_report.ipynb #5a878f9f
 def _write_notebook_page(path: str, run_id: str, target: str) -> str:
     "Render the notebook at `path` into the page `target`; returns the page's name."
     try:
@@ -352,7 +352,7 @@ def _carry_out(task: tuple) -> str:
     "Run one page task `(function, *arguments)`; returns the name of the page it wrote."
     return task[0](*task[1:])
 
-
+# %% ../nbs/40_report.ipynb #e5dfa903
 def _write_pages(site: _Site, tasks: list, workers: int, meanwhile):
     "Carry out `tasks`, in `workers` forked processes when there are many; call `meanwhile()` while they work."
     if workers < 2 or len(tasks) < _POOL_FROM:

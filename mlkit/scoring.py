@@ -50,7 +50,7 @@ def _registered_contract(entry, run) -> tuple:
         raise IntegrityError(f"{entry.reference}: contract {path} changed since the model was registered")
     return load_contract(path), {"file": entry.contract["file"], "sha256": entry.contract.get("sha256")}
 
-
+# %% ../nbs/31_scoring.ipynb #f2e9d8da
 def _model_features(model, run) -> list:
     "The columns `model` takes: its `feature_names_in_`, else the features its run logged."
     names = getattr(model, "feature_names_in_", None)
@@ -81,7 +81,7 @@ def _threadpools():
     from threadpoolctl import ThreadpoolController
     return ThreadpoolController()
 
-
+# %% ../nbs/31_scoring.ipynb #73c449ee
 @dataclass
 class ServedModel:
     "A registered version, verified and loaded: the model, its contract and its features."
@@ -129,7 +129,7 @@ class _Missing:
 MISSING = _Missing()
 MAX_COLUMNS = 1_000
 
-
+# %% ../nbs/31_scoring.ipynb #a8af9e08
 def _checked_names(names: list) -> list:
     "`names` as text; `RequestError` (422) over `MAX_COLUMNS` or when one repeats, counting names, never echoing them."
     names = [str(name) for name in names]
@@ -141,7 +141,7 @@ def _checked_names(names: list) -> list:
         raise RequestError(422, f"{len(names) - distinct} column names given more than once", columns=len(names))
     return names
 
-
+# %% ../nbs/31_scoring.ipynb #cbda9610
 @dataclass
 class Batch:
     "The rows of a request as columns (name → one value per row); a field a row object leaves out is `MISSING`."
@@ -172,7 +172,7 @@ MAX_ROWS_LISTED = 100
 LONG_TEXT = f"longer than {MAX_CHECKED_CHARS} characters"
 CLEAN_TEXTS, CLEAN_TEXT_CHARS = 10_000, 64
 
-
+# %% ../nbs/31_scoring.ipynb #a04e251b
 class _FieldChecks:
     "The field by field side of checking rows: names, values and columns held against their contract rules."
 
@@ -262,7 +262,7 @@ class RowChecker(_FieldChecks):
 # %% ../nbs/31_scoring.ipynb #3777bd65
 MAX_ROWS = 10_000
 
-
+# %% ../nbs/31_scoring.ipynb #414c15d6
 def _split_batch(split) -> Batch:
     "The batch of a `dataframe_split` payload; `RequestError` (422) when its rows don't match its columns."
     if not isinstance(split, dict) or not isinstance(split.get("columns"), list) or not isinstance(
@@ -301,7 +301,7 @@ def parse_invocation(payload) -> Batch:
 # %% ../nbs/31_scoring.ipynb #50d318f2
 logger = logging.getLogger("mlkit.serving")
 
-
+# %% ../nbs/31_scoring.ipynb #45835bb4
 class ModelHolder:
     "The model behind a registry reference; when it names an alias, a moved alias's version is swapped in."
 

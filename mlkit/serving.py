@@ -138,7 +138,7 @@ def _too_large(limit: int) -> JSONResponse:
     "The 413 answer to a body over `limit` bytes."
     return JSONResponse(_error_body(413, f"the body is larger than {limit} bytes"), status_code=413)
 
-
+# %% ../nbs/32_serving.ipynb #ae21e72a
 class _BodyTooLarge(Exception):
     "The body grew past the limit while it was read."
 
@@ -234,12 +234,12 @@ def validation_error_response(request: Request, error: RequestValidationError) -
                             status_code=400)
     return JSONResponse(_error_body(422, "invalid request", errors=errors), status_code=422)
 
-
+# %% ../nbs/32_serving.ipynb #2b241e81
 def request_error_response(request: Request, error: RequestError) -> JSONResponse:
     "The JSON response of a refused request."
     return JSONResponse(_error_body(error.status, str(error), **error.details), status_code=error.status)
 
-
+# %% ../nbs/32_serving.ipynb #bc331b5f
 def internal_error_response(request: Request, error: Exception) -> JSONResponse:
     "A 500 naming the request id, never the traceback (the server logs it)."
     request_id = request.scope.get("mlkit.request_id")
@@ -263,7 +263,7 @@ class Outcome(BaseModel):
     row: int = Field(0, ge=0)
     outcome: float
 
-
+# %% ../nbs/32_serving.ipynb #a7174c46
 class Feedback(BaseModel):
     "Outcomes that arrived after the predictions."
 
@@ -278,7 +278,7 @@ def _outcome_failure(outcome: float, classes) -> str | None:
         return f"outcome must be one of the model's classes {sorted(classes)}"
     return None
 
-
+# %% ../nbs/32_serving.ipynb #aa2eb155
 def _feedback_failures(items: list, classes=None) -> list:
     "Feedback items that name no row, have other fields (counted, never named), or an outcome that is no label."
     failures = []
@@ -294,7 +294,7 @@ def _feedback_failures(items: list, classes=None) -> list:
             failures.append({"item": index, "check": _outcome_failure(item.outcome, classes)})
     return failures
 
-
+# %% ../nbs/32_serving.ipynb #ea7ffa7d
 def _label_classes(served: ServedModel) -> set | None:
     "The numeric classes a classifier learned (its label's values), or None for a model without classes."
     classes = getattr(served.model, "classes_", None)
@@ -302,7 +302,7 @@ def _label_classes(served: ServedModel) -> set | None:
         return None
     return {float(c) for c in classes}
 
-
+# %% ../nbs/32_serving.ipynb #a70c204d
 def record_feedback(state: ServingState, feedback: Feedback, request_id: str) -> int:
     "Log the outcomes of `feedback` (identifiers pseudonymized); returns how many."
     failures = _feedback_failures(feedback.feedback, _label_classes(state.holder.current))

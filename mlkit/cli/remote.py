@@ -25,7 +25,7 @@ def _options(args) -> dict:
         options["endpoint_url"] = args.endpoint_url
     return options
 
-
+# %% ../../nbs/cli/59_remote.ipynb #106ed9ac
 def _pyproject():
     "The project's pyproject.toml."
     from mlkit.config import find_project
@@ -43,7 +43,7 @@ def command_remote_add(args) -> int:
          f"remote {remote.name}: {remote.url}")
     return 0
 
-
+# %% ../../nbs/cli/59_remote.ipynb #014d3b33
 def command_remote_list(args) -> int:
     "mlkit remote list: the project's remotes."
     from mlkit.remotes import project_remotes
@@ -53,7 +53,7 @@ def command_remote_list(args) -> int:
                               ["name", "url", "options"]) if remotes else "no remotes (`mlkit remote add NAME URL`)")
     return 0
 
-
+# %% ../../nbs/cli/59_remote.ipynb #c1dde190
 def command_remote_remove(args) -> int:
     "mlkit remote remove NAME: forget a remote (nothing on it is deleted)."
     from mlkit.remotes import remove_remote_setting
@@ -73,7 +73,7 @@ def command_push(args) -> int:
          f"files; {sent['already']} already there; {sent['records']} record file(s))")
     return 0
 
-
+# %% ../../nbs/cli/59_remote.ipynb #c7be70b3
 def command_pull(args) -> int:
     "mlkit pull [RUN...] [--all | --job J] [--objects]: copy runs from a remote into the local archive."
     from mlkit.remotes import get_remote
