@@ -261,7 +261,7 @@ class Outcome(BaseModel):
     model_config = ConfigDict(extra="allow")
     request_id: str | None = None
     row: int = Field(0, ge=0)
-    outcome: float
+    outcome: float | str  # a number, or a classifier's text label
 
 # %% ../nbs/32_serving.ipynb #a7174c46
 class Feedback(BaseModel):
@@ -270,13 +270,20 @@ class Feedback(BaseModel):
     feedback: list[Outcome] = Field(min_length=1, max_length=MAX_ROWS)
 
 # %% ../nbs/32_serving.ipynb #909fc7a9
-def _outcome_failure(outcome: float, classes) -> str | None:
-    "Why `outcome` cannot be a label: not a finite number, or not one of the model's `classes` (None when it can be)."
-    if not math.isfinite(outcome):
-        return "outcome must be a finite number"
-    if classes is not None and outcome not in classes:
-        return f"outcome must be one of the model's classes {sorted(classes)}"
-    return None
+def _label_value(outcome, classes) -> tuple:
+    "`(value to keep, None)` for an outcome the model could have learned as a label, else `(None, why not)`."
+    number = None if isinstance(outcome, str) else float(outcome)
+    if classes is None or all(not isinstance(c, str) for c in classes):
+        if number is not None and math.isfinite(number) and (classes is None or number in classes):
+            return number, None
+        if classes is None:
+            return None, "outcome must be a finite number"
+        return None, f"outcome must be one of the model's classes {sorted(classes)}"
+    if isinstance(outcome, str) and outcome in classes:
+        return float(classes.index(outcome)), None
+    if number is not None and number in range(len(classes)):
+        return number, None
+    return None, f"outcome must be one of the model's classes {classes} (or its position, 0 to {len(classes) - 1})"
 
 # %% ../nbs/32_serving.ipynb #aa2eb155
 def _feedback_failures(items: list, classes=None) -> list:
@@ -290,29 +297,32 @@ def _feedback_failures(items: list, classes=None) -> list:
                                                       "(use request_id or *_id fields)"})
         elif item.request_id is None and not extra:
             failures.append({"item": index, "check": "needs a request_id or an identifier field (*_id)"})
-        elif _outcome_failure(item.outcome, classes):
-            failures.append({"item": index, "check": _outcome_failure(item.outcome, classes)})
+        elif _label_value(item.outcome, classes)[1]:
+            failures.append({"item": index, "check": _label_value(item.outcome, classes)[1]})
     return failures
 
 # %% ../nbs/32_serving.ipynb #ea7ffa7d
-def _label_classes(served: ServedModel) -> set | None:
-    "The numeric classes a classifier learned (its label's values), or None for a model without classes."
+def _label_classes(served: ServedModel) -> list | None:
+    "The classes a classifier learned, in its order (numbers as floats, text as text), or None for a model without."
     classes = getattr(served.model, "classes_", None)
-    if classes is None or not all(isinstance(c, (int, float)) or hasattr(c, "item") for c in classes):
+    if classes is None:
         return None
-    return {float(c) for c in classes}
+    values = [c.item() if hasattr(c, "item") else c for c in classes]
+    return [c if isinstance(c, str) else float(c) for c in values]
 
 # %% ../nbs/32_serving.ipynb #a70c204d
 def record_feedback(state: ServingState, feedback: Feedback, request_id: str) -> int:
     "Log the outcomes of `feedback` (identifiers pseudonymized); returns how many."
-    failures = _feedback_failures(feedback.feedback, _label_classes(state.holder.current))
+    classes = _label_classes(state.holder.current)
+    failures = _feedback_failures(feedback.feedback, classes)
     if failures:
         raise RequestError(422, f"{len(failures)} feedback items are invalid", failures=failures)
     at, name = iso(utc_now()), state.holder.name
     for item in feedback.feedback:
         ids = pseudonymized([dict(item.model_extra or {})], state.key)[0]
         state.feedback_log.append({"at": at, "model": name, "request_id": item.request_id, "row": item.row,
-                                   "ids": json.dumps(ids), "outcome": item.outcome, "received_in": request_id})
+                                   "ids": json.dumps(ids), "outcome": _label_value(item.outcome, classes)[0],
+                                   "received_in": request_id})
     return len(feedback.feedback)
 
 # %% ../nbs/32_serving.ipynb #d14c6fa9

@@ -74,6 +74,26 @@ def test_model_without_identifiers_serves_without_a_key_checks_its_signature_and
     assert f"reproduced: run {run_id} -> new run" in result.stdout and "NOT reproduced" not in result.stdout
 
 
+TEXT_LABELS = TRAIN.replace("X = X[", "y = y.map({0: 'malignant', 1: 'benign'})  # a classifier of text labels\nX = X[")
+
+
+def test_feedback_for_a_classifier_of_text_labels_is_kept_as_the_position_of_its_class(project, monkeypatch):
+    project.job("train_text", None, TEXT_LABELS)
+    run = project.run_json("train_text", check=0)
+    project.mlkit("models", "register", run["id"], "--artifact", "bc", "--name", "labels", check=0)
+    monkeypatch.delenv(PSEUDONYM_KEY_ENV, raising=False)
+    with TestClient(create_app("labels:1", archive=project.archive, plugins=[])) as client:
+        scored = client.post("/invocations", json={"dataframe_records": [{"mean radius": 20.0, "mean texture": 25.0}]})
+        assert scored.status_code == 200 and scored.json()["predictions"][0] > 0.5  # P(classes_[1] = malignant)
+        request_id = scored.headers["x-request-id"]
+        given = client.post("/feedback", json={"feedback": [{"request_id": request_id, "outcome": "malignant"}]})
+        assert given.status_code == 200, given.text
+        wrong = client.post("/feedback", json={"feedback": [{"request_id": request_id, "outcome": "maybe-secret"}]})
+        assert wrong.status_code == 422 and "maybe-secret" not in wrong.text
+        assert "classes ['benign', 'malignant'] (or its position, 0 to 1)" in wrong.text
+    assert list(read_log(log_folder(project.archive, "labels", "feedback")).outcome) == [1.0]
+
+
 SAVE = """import sys
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
