@@ -132,6 +132,23 @@ def test_a_pipeline_with_a_remote_registers_and_promotes_on_the_remote(tmp_path,
     assert [(version, aliases) for version, aliases, _ in _models(a)] == [(1, "champion")]
 
 
+def test_the_first_pipeline_with_a_remote_publishes_the_registry_the_clone_had(tmp_path, bucket, s3_endpoint):
+    from mlkit.remote_registry import RemoteRegistry, remote_aliases, remote_history
+    from mlkit.remotes import remote_from_setting
+    url = f"s3://{bucket}/team"
+    a = _clone(tmp_path / "a", 2, 1, url, "--endpoint-url", s3_endpoint)  # its pipeline measures against v1
+    first = a.run_json("train", "-p", "seed", "1", check=0)["id"]
+    a.mlkit("models", "register", first, "--name", "m", check=0)  # before the team shared anything: local only
+    a.mlkit("models", "promote", "m", "1", "--reason", "first model", check=0)
+    a.mlkit("pipeline", "run", "--remote", "origin", check=0)
+    shared = RemoteRegistry(remote_from_setting("origin", {"url": url, "endpoint_url": s3_endpoint}))
+    assert [v["version"] for v in shared.versions("m")] == [1, 2] and shared.versions("m")[0]["run_id"] == first
+    assert remote_aliases(shared, "m") == {"champion": 2}  # measured against the published v1: promoted
+    assert [e["reason"].split(" (")[0] for e in remote_history(shared, "m")] == ["published from a local registry",
+                                                                                   "gate passed"]
+    assert [(version, aliases) for version, aliases, _ in _models(a)] == [(1, ""), (2, "champion")]
+
+
 def test_pull_brings_the_remote_registry_into_the_local_one(tmp_path, bucket, s3_endpoint):
     url = f"s3://{bucket}/team"
     a = _clone(tmp_path / "a", 1, -1, url, "--endpoint-url", s3_endpoint)
