@@ -6,7 +6,7 @@ Docs: https://mlkit-dev.github.io/mlkit/registry_mirror.html.md"""
 
 # %% auto #0
 __all__ = ['mirror_model', 'remote_model_names', 'mirror_registry', 'mirrored_from', 'publish_model', 'registry_remote',
-           'register_model', 'promote_model', 'rollback_model', 'RemoteFollower']
+           'register_model', 'promote_model', 'rollback_model', 'sync_model', 'sync_registry', 'RemoteFollower']
 
 # %% ../nbs/30d_registry_mirror.ipynb #4a43b5ce
 import json
@@ -19,7 +19,7 @@ from .registry import ModelVersion, Registry, aliases, promote, reindex, rollbac
 from .remote_registry import (ANY_VERSION, RemoteRegistry, remote_aliases, remote_history, remote_promote,
                                    remote_rollback)
 from .remotes import Remote, cache_remote_name, get_remote
-from .transfer import listing, pull, push, remote_errors
+from .transfer import listing, pull, push, remote_errors, remote_runs
 
 # %% ../nbs/30d_registry_mirror.ipynb #5d24759f
 def _local_event(number: int, event: dict) -> dict:
@@ -132,6 +132,29 @@ def rollback_model(registry: Registry, name: str, alias: str = "champion", reaso
     mirror_model(registry, remote, name)
     return event
 
+# %% ../nbs/30d_registry_mirror.ipynb #0bc9d4a2
+def sync_model(registry: Registry, remote: Remote, name: str, versions=()) -> None:
+    "Pull the runs of the versions `remote`'s aliases of `name` (and `versions`) point at, then mirror the model."
+    shared = RemoteRegistry(remote)
+    wanted = set(remote_aliases(shared, name).values()) | {int(number) for number in versions}
+    runs = [v["run_id"] for v in shared.versions(name) if v["version"] in wanted]
+    present = {run.id for run in registry.archive.list_runs()}
+    needed = [rid for rid in runs if rid not in present]
+    if needed:  # a run the remote lacks is left to whoever reads it: a clear error there, not here
+        there = remote_runs(remote)
+        needed = [rid for rid in needed if rid in there]
+    if needed:
+        pull(registry.archive, remote, needed)
+    mirror_model(registry, remote, name)
+
+
+def sync_registry(registry: Registry, remote: Remote) -> list:
+    "Sync every model of `remote`'s registry here (`sync_model`); their names."
+    names = remote_model_names(remote)
+    for name in names:
+        sync_model(registry, remote, name)
+    return names
+
 # %% ../nbs/30d_registry_mirror.ipynb #fe9933ac
 class RemoteFollower:
     "Keeps model `name` in the local registry in step with `remote`'s, pulling the runs its aliases point at."
@@ -144,14 +167,7 @@ class RemoteFollower:
 
     def sync(self):
         "Pull the runs the remote's aliases point at, then mirror the model (the alias file last)."
-        shared = RemoteRegistry(self.remote)
-        wanted = set(remote_aliases(shared, self.name).values()) | self.versions
-        runs = [v["run_id"] for v in shared.versions(self.name) if v["version"] in wanted]
-        present = {run.id for run in self.registry.archive.list_runs()}
-        needed = [rid for rid in runs if rid not in present]
-        if needed:
-            pull(self.registry.archive, self.remote, needed)
-        mirror_model(self.registry, self.remote, self.name)
+        sync_model(self.registry, self.remote, self.name, self.versions)
 
     def _watch(self):
         while not self._stop.wait(self.interval):

@@ -149,6 +149,25 @@ def test_the_first_pipeline_with_a_remote_publishes_the_registry_the_clone_had(t
     assert [(version, aliases) for version, aliases, _ in _models(a)] == [(1, ""), (2, "champion")]
 
 
+LOOK = ("import mlkit\nfrom mlkit.registry import Registry, aliases\nregistry = Registry()\n"
+        "champion = aliases(registry, 'm')['champion']\n"
+        "run = registry.archive.get_run(registry.version('m', champion).run_id)  # its run must be here\n"
+        "mlkit.log_value('seen', {'champion': champion, 'run': run.id})")
+
+
+def test_a_fresh_runner_s_pipeline_reads_the_remote_champion_from_its_first_stage(tmp_path, bucket, s3_endpoint):
+    url = f"s3://{bucket}/team"
+    a = _clone(tmp_path / "a", 1, -1, url, "--endpoint-url", s3_endpoint)
+    a.mlkit("pipeline", "run", "--remote", "origin", check=0)  # the team's champion: m v1, on the remote
+    champion_run = _models(a)[0][2]
+    b = _clone(tmp_path / "b", 1, -1, url, "--endpoint-url", s3_endpoint)  # a fresh runner: empty archive
+    b.job("look", None, LOOK)
+    (b.root / "params" / "pipeline.yaml").write_text("stages:\n  - {name: look, job: look}\n")
+    b.mlkit("pipeline", "run", "--remote", "origin", check=0)
+    [folder] = b.run_folders("look")
+    assert json.loads((folder / "values.json").read_text())["seen"] == {"champion": 1, "run": champion_run}
+
+
 def test_pull_brings_the_remote_registry_into_the_local_one(tmp_path, bucket, s3_endpoint):
     url = f"s3://{bucket}/team"
     a = _clone(tmp_path / "a", 1, -1, url, "--endpoint-url", s3_endpoint)
