@@ -174,8 +174,8 @@ def sync_remote_registry(store: Archive, project) -> list:
     if not cache_remote_name(project):
         return []
     from .registry import Registry
-    from .registry_mirror import registry_remote, sync_registry
-    return sync_registry(Registry(store), registry_remote(project))
+    from .registry_mirror import mirror_registry, registry_remote
+    return mirror_registry(Registry(store), registry_remote(project), with_runs=True)
 
 # %% ../nbs/34_pipeline_run.ipynb #e1a0c044
 def run_pipeline(path=None, archive=None, force: bool = False, announce=None, max_workers: int | None = 1,

@@ -6,7 +6,7 @@ Docs: https://mlkit-dev.github.io/mlkit/registry_mirror.html.md"""
 
 # %% auto #0
 __all__ = ['mirror_model', 'remote_model_names', 'mirror_registry', 'mirrored_from', 'publish_model', 'registry_remote',
-           'register_model', 'promote_model', 'rollback_model', 'sync_model', 'sync_registry', 'RemoteFollower']
+           'register_model', 'promote_model', 'rollback_model', 'sync_model', 'RemoteFollower']
 
 # %% ../nbs/30d_registry_mirror.ipynb #4a43b5ce
 import json
@@ -55,11 +55,14 @@ def remote_model_names(remote: Remote) -> list:
         return sorted({path.split("/")[0] for path in listing(remote, "models") if "/versions/" in path})
 
 # %% ../nbs/30d_registry_mirror.ipynb #32d73ecf
-def mirror_registry(registry: Registry, remote: Remote) -> list:
-    "Mirror every model of `remote`'s registry into the local one; their names."
+def mirror_registry(registry: Registry, remote: Remote, with_runs: bool = False) -> list:
+    "Mirror every model of `remote`'s registry here (`with_runs`: `sync_model`, the runs of its aliases pulled too); their names."
     names = remote_model_names(remote)
     for name in names:
-        mirror_model(registry, remote, name)
+        if with_runs:
+            sync_model(registry, remote, name)
+        else:
+            mirror_model(registry, remote, name)
     return names
 
 # %% ../nbs/30d_registry_mirror.ipynb #f1c8eb79
@@ -146,14 +149,6 @@ def sync_model(registry: Registry, remote: Remote, name: str, versions=()) -> No
     if needed:
         pull(registry.archive, remote, needed)
     mirror_model(registry, remote, name)
-
-
-def sync_registry(registry: Registry, remote: Remote) -> list:
-    "Sync every model of `remote`'s registry here (`sync_model`); their names."
-    names = remote_model_names(remote)
-    for name in names:
-        sync_model(registry, remote, name)
-    return names
 
 # %% ../nbs/30d_registry_mirror.ipynb #fe9933ac
 class RemoteFollower:
