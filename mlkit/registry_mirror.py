@@ -91,6 +91,7 @@ def publish_model(registry: Registry, remote: Remote, name: str) -> int:
     for alias, version in sorted(aliases(registry, name).items()):
         remote_promote(shared, name, numbers[version], alias, expected=None,
                        reason=f"published from a local registry (v{version} there)")
+    mirror_model(registry, remote, name)  # from now on kept there: changes by hand go there too
     return len(local)
 
 # %% ../nbs/30d_registry_mirror.ipynb #efdce6e8

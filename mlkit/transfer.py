@@ -33,7 +33,7 @@ from .snapshots import run_objects
 # %% ../nbs/28d_transfer.ipynb #bee9501a
 WORKERS = 16
 FEW = 16  # up to this many keys are asked about one by one (a request each, whatever the remote holds), more: listed
-RECORD_DIRS = ("registry", "pipelines", "sweeps")
+RECORD_DIRS = ("pipelines", "sweeps")
 
 # %% ../nbs/28d_transfer.ipynb #b0c176fa
 def run_key(remote: Remote, job: str, run_id: str, relative: str = "") -> str:
@@ -245,7 +245,7 @@ def _complete(remote: Remote, runs: list) -> set:
 
 # %% ../nbs/28d_transfer.ipynb #72b72ab9
 def push_records(archive: Archive, remote: Remote) -> int:
-    "Send the archive's registry, pipeline and sweep records the remote lacks or has shorter; returns files sent."
+    "Send the archive's pipeline and sweep records the remote lacks or has shorter; returns files sent."
     pairs = []
     for folder in RECORD_DIRS:
         local = archive.root / folder
@@ -373,7 +373,7 @@ def pull(archive: Archive, remote: Remote, references=(), job=None, everything=F
 
 # %% ../nbs/28d_transfer.ipynb #9f7a6765
 def pull_records(archive: Archive, remote: Remote) -> int:
-    "Fetch the remote's registry, pipeline and sweep records that are missing or longer here; returns how many."
+    "Fetch the remote's pipeline and sweep records that are missing or longer here; returns how many."
     pairs = []
     for folder in RECORD_DIRS:
         for relative, size in listing(remote, folder).items():

@@ -168,6 +168,23 @@ def test_a_fresh_runner_s_pipeline_reads_the_remote_champion_from_its_first_stag
     assert json.loads((folder / "values.json").read_text())["seen"] == {"champion": 1, "run": champion_run}
 
 
+def test_push_publishes_a_local_registry_and_pull_mirrors_it(tmp_path, bucket, s3_endpoint):
+    url = f"s3://{bucket}/team"
+    a = _clone(tmp_path / "a", 1, -1, url, "--endpoint-url", s3_endpoint)
+    run = a.run_json("train", check=0)["id"]
+    a.mlkit("models", "register", run, "--name", "m", check=0)  # local only: no --remote
+    a.mlkit("models", "promote", "m", "1", "--reason", "first", check=0)
+    pushed = json.loads(a.mlkit("push", "--all", "--json", check=0).stdout)
+    assert pushed["models"] == ["m"] and json.loads(a.mlkit("push", "--all", "--json", check=0).stdout)["models"] == []
+    b = _clone(tmp_path / "b", 1, -1, url, "--endpoint-url", s3_endpoint)
+    (b.archive / "registry" / "m").mkdir(parents=True)  # B's own local m: the remote's replaces it, never the reverse
+    assert json.loads(b.mlkit("pull", "--all", "--json", check=0).stdout)["models"] == ["m"]
+    assert _models(b) == [(1, "champion", run)]
+    a.mlkit("models", "promote", "m", "1", "--alias", "challenger", check=0)  # m is kept on origin now: moved there
+    b.mlkit("pull", "--all", check=0)
+    assert _models(b) == [(1, "champion,challenger", run)]
+
+
 def test_pull_brings_the_remote_registry_into_the_local_one(tmp_path, bucket, s3_endpoint):
     url = f"s3://{bucket}/team"
     a = _clone(tmp_path / "a", 1, -1, url, "--endpoint-url", s3_endpoint)

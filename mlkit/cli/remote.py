@@ -63,28 +63,31 @@ def command_remote_remove(args) -> int:
 
 # %% ../../nbs/cli/59_remote.ipynb #0d51968a
 def command_push(args) -> int:
-    "mlkit push [RUN...] [--all | --job J | --since T]: send runs, their objects and the records to a remote."
+    "mlkit push [RUN...] [--all | --job J | --since T]: send runs, their objects, the records and new models to a remote."
+    from mlkit.registry import Registry
+    from mlkit.registry_mirror import publish_model
     from mlkit.remotes import get_remote
     from mlkit.transfer import push, select_runs
     archive, remote = archive_of(args), get_remote(args.remote)
     runs = select_runs(archive, args.runs, job=args.job, since=args.since, everything=args.all)
     sent = push(archive, remote, runs, progress=not args.json)
+    registry = Registry(archive)
+    sent["models"] = [name for name in registry.names() if publish_model(registry, remote, name)]
     emit(args, {"remote": remote.name, **sent}, f"pushed {sent['runs']} run(s) to {remote.name} ({sent['files']} "
-         f"files; {sent['already']} already there; {sent['records']} record file(s))")
+         f"files; {sent['already']} already there; {sent['records']} record file(s); {len(sent['models'])} model(s) "
+         "published to its registry)")
     return 0
 
 # %% ../../nbs/cli/59_remote.ipynb #c7be70b3
 def command_pull(args) -> int:
     "mlkit pull [RUN...] [--all | --job J] [--objects]: copy runs from a remote into the local archive."
     from mlkit.remotes import get_remote
-    from mlkit.registry import Registry, reindex
+    from mlkit.registry import Registry
     from mlkit.registry_mirror import mirror_registry
     from mlkit.transfer import pull
     archive, remote = archive_of(args), get_remote(args.remote)
     got = pull(archive, remote, args.runs, job=args.job, everything=args.all, objects=args.objects)
-    registry = Registry(archive)
-    reindex(registry)  # the registry files pulled, then the remote's registry (the truth) over them
-    got["models"] = mirror_registry(registry, remote)
+    got["models"] = mirror_registry(Registry(archive), remote)
     emit(args, {"remote": remote.name, **got}, f"pulled {got['runs']} run(s) from {remote.name} ({got['already']} "
          f"already here; {got['objects']} object(s); {got['records']} record file(s); "
          f"{len(got['models'])} model(s) from its registry)")
