@@ -76,8 +76,11 @@ def publish_model(registry: Registry, remote: Remote, name: str) -> int:
     "Publish local model `name` to `remote`'s registry if the remote has no version of it; how many versions were."
     shared = RemoteRegistry(remote)
     local = registry.versions(name) if name in registry.names() else []
-    if not local or shared.versions(name):
+    if not local:
         return 0
+    with remote_errors(remote):
+        if listing(remote, "models", name, "versions"):  # one listing: a push asks this of every model
+            return 0
     try:
         runs = [registry.archive.get_run(entry.run_id) for entry in local]
     except RunNotFoundError as error:
