@@ -6,9 +6,9 @@ Docs: https://mlkit-dev.github.io/mlkit/objects.html.md"""
 
 # %% auto #0
 __all__ = ['RACY_SECONDS', 'FICLONE', 'PENDING_DIR', 'PENDING_TRUST_SECONDS', 'object_path', 'open_state', 'cached_sha256',
-           'reflink', 'place_file', 'store_lock', 'announce_object', 'pending_objects', 'store_file', 'store_bytes',
-           'read_object', 'link_object', 'check_object', 'CorruptObjectError', 'verify_object', 'stored_objects',
-           'remove_object']
+           'reflink', 'place_file', 'store_lock', 'announce_object', 'pending_objects', 'reuse_object', 'store_file',
+           'store_bytes', 'read_object', 'link_object', 'check_object', 'CorruptObjectError', 'verify_object',
+           'stored_objects', 'remove_object']
 
 # %% ../nbs/25_objects.ipynb #67a080f6
 import contextlib
@@ -201,18 +201,25 @@ def _commit_object(root, temporary: Path, sha256: str) -> Path:
     os.replace(temporary, final)
     return final
 
+# %% ../nbs/25_objects.ipynb #0c933567
+def reuse_object(root, sha256: str) -> bool:
+    "Announce and refresh stored object `sha256` for a writer about to refer to it; False when it is not stored."
+    with store_lock(root):
+        announce_object(root, sha256)
+        path = object_path(root, sha256)
+        if path.is_file():
+            _refresh(path)
+            return True
+    return False
+
 # %% ../nbs/25_objects.ipynb #d8090d78
 def store_file(root, path, state: sqlite3.Connection | None = None) -> str:
     "Store the file at `path` in the archive at `root` (once per content); returns its sha256."
     source = Path(path).resolve()
     key = _stat_key(source, source.stat())
     known = _known_sha256(state, key)
-    if known:
-        with store_lock(root):
-            announce_object(root, known)
-            if object_path(root, known).is_file():  # else gc took it meanwhile: stored again below
-                _refresh(object_path(root, known))
-                return known
+    if known and reuse_object(root, known):  # else gc took it meanwhile: stored again below
+        return known
     temporary = _temporary(root)
     place_file(source, temporary)
     sha256 = sha256_file(temporary)

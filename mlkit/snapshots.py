@@ -25,8 +25,8 @@ from pathlib import Path
 
 from .config import ARCHIVE_ENV
 from .errors import UsageError
-from .objects import (cached_sha256, link_object, object_path, open_state, read_object, store_bytes,
-                           store_file, verify_object)
+from .objects import (cached_sha256, link_object, object_path, open_state, read_object, reuse_object,
+                           store_bytes, store_file, verify_object)
 from .config import RUN_DIR_ENV
 
 # %% ../nbs/26_snapshots.ipynb #bb77c719
@@ -255,7 +255,7 @@ def recorded_environment(root, kernel_name: str | None = None) -> dict:
     memo = Path(root) / ENVIRONMENTS_DIR / f"{site_fingerprint()}.json"
     if kept and memo.is_file():
         facts = json.loads(memo.read_text(encoding="utf-8"))
-        if facts.get("lock") and object_path(root, facts["lock"]).is_file():
+        if facts.get("lock") and reuse_object(root, facts["lock"]):  # announced: a gc now spares it
             return facts
     facts = {**environment(), "lock": store_environment(root, kernel_name)}
     if kept and facts["lock"]:

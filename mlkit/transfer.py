@@ -26,7 +26,7 @@ from .config import Project
 from .errors import UsageError
 from .run_index import index_row, write_index
 from .jsonio import dump_json
-from .objects import check_object, object_path, open_state
+from .objects import announce_object, check_object, object_path, open_state, store_lock
 from .remotes import Remote, RemoteError, cache_remote_name, get_remote, push_mode, remote_error
 from .snapshots import run_objects
 
@@ -287,7 +287,9 @@ def fetch_objects(archive: Archive, remote: Remote, wanted) -> int:
         target = object_path(archive.root, sha)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(staging / sha, 0o444)
-        os.replace(staging / sha, target)
+        with store_lock(archive.root):  # announced: a gc meanwhile spares it until the run that needs it is here
+            announce_object(archive.root, sha)
+            os.replace(staging / sha, target)
         if check_object(archive.root, sha) != "ok":
             target.unlink()
             raise RemoteError(f"{remote.describe()}: object {sha[:12]} does not match its sha256; not kept")
