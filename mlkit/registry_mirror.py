@@ -9,6 +9,7 @@ __all__ = ['mirror_model', 'remote_model_names', 'mirror_registry', 'mirrored_fr
            'register_model', 'promote_model', 'rollback_model', 'sync_model', 'RemoteFollower']
 
 # %% ../nbs/30d_registry_mirror.ipynb #4a43b5ce
+import hashlib
 import json
 import threading
 
@@ -28,13 +29,31 @@ def _local_event(number: int, event: dict) -> dict:
             "to_version": event["to_version"], "reason": event["reason"], "at": event["at"], "reverts": None}
 
 # %% ../nbs/30d_registry_mirror.ipynb #9e854f64
+def _remote_state(remote: Remote, name: str) -> tuple:
+    "`(version names, history names, aliases)` of model `name` on `remote`: listings and the aliases, no version read."
+    with remote_errors(remote):
+        versions = sorted(n for n in listing(remote, "models", name, "versions") if n.endswith(".json"))
+        events = sorted(n for n in listing(remote, "models", name, "history") if n.endswith(".json"))
+    return versions, events, remote_aliases(RemoteRegistry(remote), name)
+
+
+def _mirrored_state(registry: Registry, name: str) -> dict | None:
+    "What the last mirror of model `name` saw (`{remote, state}`), or None for a local model."
+    marker = registry.archive.registry_dir / name / "remote.json"
+    return json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else None
+
+
 def mirror_model(registry: Registry, remote: Remote, name: str) -> int:
     "Make model `name` in the local registry a copy of the remote's (versions, history, aliases); its version count."
-    shared = RemoteRegistry(remote)
-    versions, events = shared.versions(name), remote_history(shared, name)
-    if not versions:  # nothing there yet: the local registry stays as it is
+    state = _remote_state(remote, name)
+    if not state[0]:  # nothing there yet: the local registry stays as it is
         return 0
     folder = registry.archive.registry_dir / name
+    marker = {"remote": remote.name, "state": hashlib.sha256(json.dumps(state).encode()).hexdigest()}
+    if _mirrored_state(registry, name) == marker and (folder / "aliases.json").is_file():
+        return len(state[0])  # unchanged there since the last mirror: nothing read, nothing written
+    shared = RemoteRegistry(remote)
+    versions, events = shared.versions(name), remote_history(shared, name)
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("v*.json"):
         stale.unlink()
@@ -44,8 +63,8 @@ def mirror_model(registry: Registry, remote: Remote, name: str) -> int:
     lines = "".join(json.dumps(_local_event(n, e)) + "\n" for n, e in enumerate(events, start=1))
     (folder / "history.jsonl").write_text(lines, encoding="utf-8")
     reindex(registry, [name])
-    write_json_atomic(folder / "remote.json", {"remote": remote.name})  # where its alias moves are made
-    write_json_atomic(folder / "aliases.json", dict(sorted(remote_aliases(shared, name).items())))
+    write_json_atomic(folder / "remote.json", marker)  # where its alias moves are made, and what was mirrored
+    write_json_atomic(folder / "aliases.json", dict(sorted(state[2].items())))
     return len(versions)
 
 # %% ../nbs/30d_registry_mirror.ipynb #9819287b
@@ -68,8 +87,7 @@ def mirror_registry(registry: Registry, remote: Remote, with_runs: bool = False)
 # %% ../nbs/30d_registry_mirror.ipynb #f1c8eb79
 def mirrored_from(registry: Registry, name: str) -> str | None:
     "The name of the remote that model `name` is mirrored from, or None (a local model)."
-    marker = registry.archive.registry_dir / name / "remote.json"
-    return json.loads(marker.read_text(encoding="utf-8"))["remote"] if marker.is_file() else None
+    return (_mirrored_state(registry, name) or {}).get("remote")
 
 # %% ../nbs/30d_registry_mirror.ipynb #a9ced4fc
 def publish_model(registry: Registry, remote: Remote, name: str) -> int:
