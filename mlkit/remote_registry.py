@@ -45,7 +45,7 @@ def holds(remote: Remote, key: str, data: bytes, settle: float = CLAIM_SETTLE) -
     return True
 
 # %% ../nbs/30b_remote_registry.ipynb #cd3e7af4
-def create_exclusive(remote: Remote, key: str, data: bytes) -> bool:
+def create_exclusive(remote: Remote, key: str, data: bytes, settle: float = CLAIM_SETTLE) -> bool:
     "Create `key` holding `data` (unique to this writer) unless it exists; False when another writer was first."
     if remote.protocol == "file":
         path = Path(key)
@@ -63,7 +63,7 @@ def create_exclusive(remote: Remote, key: str, data: bytes) -> bool:
         remote.fs.pipe_file(key, data, mode="create")
     except FileExistsError:
         pass  # another writer was first, or a retry of ours met what our first attempt created: the object tells
-    return holds(remote, key, data)
+    return holds(remote, key, data, settle)
 
 # %% ../nbs/30b_remote_registry.ipynb #b16beecd
 def read_tagged(remote: Remote, key: str) -> tuple:
@@ -170,8 +170,8 @@ class RemoteRegistry:
 def _record(registry: RemoteRegistry, event: dict) -> dict:
     "Add `event` to the history (one object per event: recording never collides)."
     stamp = f"{time.time_ns():020d}"  # names sort in time order, to the nanosecond
-    create_exclusive(registry.remote, registry._key(event["name"], "history", f"{stamp}-{secrets.token_hex(4)}.json"),
-                     json.dumps(event).encode())
+    name = f"{stamp}-{secrets.token_hex(4)}.json"  # no other writer picks this name: no settling wait
+    create_exclusive(registry.remote, registry._key(event["name"], "history", name), json.dumps(event).encode(), settle=0)
     return event
 
 
