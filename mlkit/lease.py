@@ -49,7 +49,7 @@ def lease_key(remote: Remote, name: str) -> str:
     "The key of pipeline `name`'s lease on `remote`."
     return remote.key("leases", "pipelines", f"{check_name('pipeline', name)}.json")
 
-
+# %% ../nbs/30c_lease.ipynb #2622c31d
 def new_lease(holder: dict, seconds: float) -> dict:
     "A lease for `holder` that ends `seconds` from now."
     now = time.time()
@@ -86,7 +86,7 @@ def renew_lease(remote: Remote, key: str, lease: dict) -> bool:
     now = time.time()
     return _rewrite_own(remote, key, lease, {"renewed_at": now, "expires_at": now + lease["seconds"]})
 
-
+# %% ../nbs/30c_lease.ipynb #24a907f7
 def release_lease(remote: Remote, key: str, lease: dict) -> bool:
     "Give `lease` back (marked expired); False if it was no longer ours."
     return _rewrite_own(remote, key, lease, {"expires_at": 0, "released_at": time.time()})

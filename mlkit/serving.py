@@ -297,8 +297,8 @@ def _feedback_failures(items: list, classes=None) -> list:
                                                       "(use request_id or *_id fields)"})
         elif item.request_id is None and not extra:
             failures.append({"item": index, "check": "needs a request_id or an identifier field (*_id)"})
-        elif _label_value(item.outcome, classes)[1]:
-            failures.append({"item": index, "check": _label_value(item.outcome, classes)[1]})
+        elif why := _label_value(item.outcome, classes)[1]:
+            failures.append({"item": index, "check": why})
     return failures
 
 # %% ../nbs/32_serving.ipynb #ea7ffa7d
